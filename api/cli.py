@@ -1,0 +1,49 @@
+"""The `riskgraph` command. Each area registers its subcommands from api/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from graph.errors import NotFoundError, RiskGraphError
+
+# Every module here has register(subparsers); each subcommand sets func(args) -> int.
+COMMAND_MODULES = [
+    "api.commands.store",
+]
+
+
+class UsageError(RiskGraphError):
+    """A command was given arguments it cannot use (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riskgraph", description="Graph-based risk analytics for consumer credit."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NotFoundError as exc:
+        print(f"riskgraph: {exc}", file=sys.stderr)
+        return 1
+    except RiskGraphError as exc:
+        print(f"riskgraph: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("riskgraph: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Checking and normalising columnar batches before a store writes them.
+
+Both stores call these, so a batch that one store accepts the other accepts too, with
+the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from graph.errors import InvalidBatchError
+from graph.model import MAX_ID_LENGTH, PropType, node_type, rel_type
+from graph.store import Columns
+
+
+@dataclass(frozen=True)
+class NormalisedBatch:
+    """Row-major values ready to write. ``props`` gives the column order of ``values``."""
+
+    keys: list[tuple[str, ...]]  # (id,) for nodes; (src, dst, id) for relationships
+    props: list[str]
+    values: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _coerce(value: Any, kind: PropType, column: str, row: int) -> Any:
+    """A value as stored, or None for "not given" (None, NaN, empty string for numbers)."""
+    if value is None:
+        return None
+    try:
+        if kind is PropType.STR:
+            return str(value)
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                return None
+        if kind is PropType.FLOAT:
+            f = float(value)
+            if math.isnan(f):
+                return None
+            if math.isinf(f):
+                raise ValueError("infinite")
+            return f
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if kind is PropType.BOOL:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("true", "1", "yes"):
+                    return 1
+                if low in ("false", "0", "no"):
+                    return 0
+                raise ValueError("not a boolean")
+            return 1 if bool(value) else 0
+        # INT and TS (epoch milliseconds)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError("not an integer")
+            return int(value)
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidBatchError(
+            f"column {column!r}, row {row}: {value!r} is not a valid {kind.value} ({exc})"
+        ) from None
+
+
+def _ids(columns: Columns, name: str, n: int, required: bool = True) -> list[str]:
+    if name not in columns:
+        if required:
+            raise InvalidBatchError(f"batch has no {name!r} column")
+        return [""] * n
+    out = []
+    for i, v in enumerate(columns[name]):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            raise InvalidBatchError(f"column {name!r}, row {i}: missing id")
+        s = str(v)
+        if not s or len(s) > MAX_ID_LENGTH:
+            raise InvalidBatchError(
+                f"column {name!r}, row {i}: id must be 1 to {MAX_ID_LENGTH} characters"
+            )
+        out.append(s)
+    return out
+
+
+def _length(columns: Columns) -> int:
+    lengths = {name: len(col) for name, col in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise InvalidBatchError(f"columns have different lengths: {lengths}")
+    return next(iter(lengths.values()), 0)
+
+
+def _props(
+    columns: Columns, schema: dict[str, PropType], reserved: set[str], what: str, n: int
+) -> tuple[list[str], list[list[Any]]]:
+    names = [c for c in columns if c not in reserved]
+    unknown = [c for c in names if c not in schema]
+    if unknown:
+        raise InvalidBatchError(
+            f"{what} has no properties {unknown}; known: {sorted(schema)}"
+        )
+    cols = [[_coerce(v, schema[c], c, i) for i, v in enumerate(columns[c])] for c in names]
+    return names, cols
+
+
+def _rows(cols: list[list[Any]], n: int) -> list[tuple[Any, ...]]:
+    return list(zip(*cols)) if cols else [()] * n
+
+
+def normalise_nodes(label: str, columns: Columns) -> NormalisedBatch:
+    nt = node_type(label)
+    n = _length(columns)
+    ids = _ids(columns, "id", n)
+    props, cols = _props(columns, dict(nt.properties), {"id"}, label, n)
+    return _dedupe(NormalisedBatch([(i,) for i in ids], props, _rows(cols, n)))
+
+
+def normalise_relationships(type_: str, columns: Columns) -> NormalisedBatch:
+    rt = rel_type(type_)
+    n = _length(columns)
+    src = _ids(columns, "src", n)
+    dst = _ids(columns, "dst", n)
+    keys = _ids(columns, "id", n, required=rt.keyed)
+    if not rt.keyed and "id" in columns:
+        raise InvalidBatchError(
+            f"{type_} relationships are identified by their endpoints and take no 'id'"
+        )
+    props, cols = _props(columns, dict(rt.properties), {"src", "dst", "id"}, type_, n)
+    return _dedupe(NormalisedBatch(list(zip(src, dst, keys)), props, _rows(cols, n)))
+
+
+def _dedupe(batch: NormalisedBatch) -> NormalisedBatch:
+    """Merge rows with the same key inside one batch, later given values winning, so a
+    batch means the same as its rows sent one at a time in order."""
+    if len(set(batch.keys)) == len(batch.keys):
+        return batch
+    merged: dict[tuple[str, ...], list[Any]] = {}
+    for key, vals in zip(batch.keys, batch.values):
+        cur = merged.get(key)
+        if cur is None:
+            merged[key] = list(vals)
+        else:
+            for j, v in enumerate(vals):
+                if v is not None:
+                    cur[j] = v
+    return NormalisedBatch(list(merged), batch.props, [tuple(v) for v in merged.values()])
+
+
+def positions_of(keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], list[int]]:
+    """Row positions of each key in an unnormalised batch (for reporting rejects)."""
+    out: dict[tuple[str, ...], list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return out

@@ -1,0 +1,346 @@
+"""Graph queries written once over the GraphStore primitives: linked accounts, rings,
+bounded neighbourhoods. Both stores answer them identically because they run here.
+
+Definitions (docs/graph-queries.md says the same for users):
+
+* Two users are **linked** when they share an item (a device, phone, bank card or IP:
+  ``user -> item <- user``) or when one referred or transferred money to the other.
+* An item used by more than ``max_item_users`` users is a **hub** (a café's IP, a
+  family tablet in a dormitory) and links nobody: sharing it says little.
+* **Linked accounts** at depth ``d`` are the users reached in ``d`` such steps and no
+  fewer, each with the links that reached it, ranked by depth, then by number of
+  links (more first), then by id.
+* A **ring** is a connected group of at least ``min_size`` users under the same links.
+  Its id is ``ring:`` followed by its smallest member id.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from graph.errors import InvalidBatchError, NotFoundError
+from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
+from graph.store import Adjacency, GraphStore
+
+DEFAULT_MAX_ITEM_USERS = 50
+MAX_ITEMS_PER_USER = 200
+MAX_DIRECT_LINKS_PER_USER = 1000
+LINK_TYPES: tuple[str, ...] = SHARED_ITEM_RELS + USER_USER_RELS
+
+
+@dataclass(frozen=True, order=True)
+class Link:
+    """One reason two users are tied: a shared item, or a direct relationship."""
+
+    rel_type: str
+    item_label: str  # "User" for direct links
+    item_id: str  # the shared item's id; for direct links, the other user's id
+    from_user: str  # the user on the previous level it was reached from
+    count: int = 1  # transfers between the pair, or 1
+
+
+@dataclass
+class LinkedAccount:
+    user_id: str
+    depth: int
+    links: list[Link] = field(default_factory=list)
+
+    @property
+    def strength(self) -> int:
+        return len(self.links)
+
+
+@dataclass(frozen=True)
+class SharedItem:
+    rel_type: str
+    label: str
+    id: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ring:
+    id: str
+    members: tuple[str, ...]
+    shared_items: tuple[SharedItem, ...]
+    direct_links: tuple[tuple[str, str, str, int], ...]  # (rel_type, src, dst, count)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    nodes: tuple[tuple[str, str], ...]  # (label, id), in breadth-first order
+    edges: tuple[Adjacency, ...]
+    truncated: bool
+
+
+def _check_via(via: Iterable[str] | None) -> tuple[str, ...]:
+    if via is None:
+        return LINK_TYPES
+    chosen = tuple(dict.fromkeys(via))
+    bad = [v for v in chosen if v not in LINK_TYPES]
+    if bad:
+        raise InvalidBatchError(f"cannot link accounts via {bad}; choose from {list(LINK_TYPES)}")
+    return chosen
+
+
+def user_links(
+    store: GraphStore,
+    users: Sequence[str],
+    via: Sequence[str] = LINK_TYPES,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+) -> list[tuple[str, Link, str]]:
+    """Every (user, link, other user) one step out of ``users``, sorted."""
+    out: list[tuple[str, Link, str]] = []
+    item_rels = [r for r in via if r in SHARED_ITEM_RELS]
+    if item_rels and users:
+        held = store.adjacent("User", users, item_rels, "out", MAX_ITEMS_PER_USER)
+        by_rel: dict[str, list[Adjacency]] = defaultdict(list)
+        for a in held:
+            by_rel[a.rel_type].append(a)
+        for rt, adj in sorted(by_rel.items()):
+            label = REL_TYPES[rt].dst
+            items = sorted({a.other_id for a in adj})
+            holders: dict[str, list[str]] = defaultdict(list)
+            for b in store.adjacent(label, items, [rt], "in", max_item_users + 1):
+                holders[b.node_id].append(b.other_id)
+            for a in adj:
+                others = holders.get(a.other_id, [])
+                if len(others) > max_item_users:
+                    continue  # a hub links nobody
+                for other in others:
+                    if other != a.node_id:
+                        out.append((a.node_id, Link(rt, label, a.other_id, a.node_id), other))
+    direct_rels = [r for r in via if r in USER_USER_RELS]
+    if direct_rels and users:
+        pairs: dict[tuple[str, str, str], int] = defaultdict(int)
+        for a in store.adjacent("User", users, direct_rels, "both", MAX_DIRECT_LINKS_PER_USER):
+            if a.other_id != a.node_id:
+                pairs[(a.node_id, a.rel_type, a.other_id)] += 1
+        for (u, rt, other), n in pairs.items():
+            out.append((u, Link(rt, "User", other, u, n), other))
+    out.sort()
+    return out
+
+
+def linked_accounts(
+    store: GraphStore,
+    user_id: str,
+    depth: int = 1,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+    limit: int | None = None,
+) -> list[LinkedAccount]:
+    """The users linked to ``user_id`` within ``depth`` steps, ranked."""
+    if depth < 1 or depth > 4:
+        raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+    chosen = _check_via(via)
+    if store.missing_nodes("User", [user_id]):
+        raise NotFoundError(f"no user with id {user_id!r}")
+    found: dict[str, LinkedAccount] = {}
+    level = [user_id]
+    for d in range(1, depth + 1):
+        reached: dict[str, LinkedAccount] = {}
+        for _, link, other in user_links(store, level, chosen, max_item_users):
+            if other == user_id or other in found:
+                continue
+            acc = reached.setdefault(other, LinkedAccount(other, d))
+            acc.links.append(link)
+        if not reached:
+            break
+        found.update(reached)
+        level = sorted(reached)
+    ranked = sorted(found.values(), key=lambda a: (a.depth, -a.strength, a.user_id))
+    return ranked[:limit] if limit is not None else ranked
+
+
+def ring_of(
+    store: GraphStore,
+    user_id: str,
+    min_size: int = 3,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+    max_members: int = 2000,
+) -> Ring | None:
+    """The ring that contains ``user_id``, or None when its group is smaller than
+    ``min_size``. A group larger than ``max_members`` is cut there."""
+    chosen = _check_via(via)
+    if store.missing_nodes("User", [user_id]):
+        raise NotFoundError(f"no user with id {user_id!r}")
+    members = {user_id}
+    level = [user_id]
+    links: list[tuple[str, Link, str]] = []
+    while level and len(members) < max_members:
+        step = user_links(store, level, chosen, max_item_users)
+        links.extend(step)
+        new = sorted({o for _, _, o in step} - members)
+        new = new[: max_members - len(members)]
+        members.update(new)
+        level = new
+    if len(members) < min_size:
+        return None
+    return _ring(members, ((u, lk, o) for u, lk, o in links if u in members and o in members))
+
+
+def _ring(members: set[str], links: Iterable[tuple[str, Link, str]]) -> Ring:
+    items: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    direct: dict[tuple[str, str, str], int] = {}
+    for u, lk, o in links:
+        if lk.item_label == "User":
+            a, b = sorted((u, o))
+            direct[(lk.rel_type, a, b)] = max(direct.get((lk.rel_type, a, b), 0), lk.count)
+        else:
+            items[(lk.rel_type, lk.item_label, lk.item_id)].update((u, o))
+    ordered = sorted(members)
+    return Ring(
+        id=f"ring:{ordered[0]}",
+        members=tuple(ordered),
+        shared_items=tuple(
+            SharedItem(rt, label, iid, tuple(sorted(m)))
+            for (rt, label, iid), m in sorted(items.items())
+        ),
+        direct_links=tuple((rt, a, b, n) for (rt, a, b), n in sorted(direct.items())),
+    )
+
+
+def rings(
+    store: GraphStore,
+    min_size: int = 3,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+) -> list[Ring]:
+    """Every ring of at least ``min_size`` users, largest first, then by id."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if min_size < 2:
+        raise InvalidBatchError(f"min_size must be at least 2, got {min_size}")
+    chosen = _check_via(via)
+    user_index: dict[str, int] = {}
+    item_index: dict[tuple[str, str], int] = {}
+    edges_u: list[int] = []
+    edges_v: list[int] = []  # items are numbered after users, once users are known
+    item_edges: list[tuple[int, tuple[str, str]]] = []
+    raw: list[tuple[str, str, str]] = []  # (rel_type, src, dst) for ring details
+
+    def uidx(u: str) -> int:
+        i = user_index.get(u)
+        if i is None:
+            i = user_index[u] = len(user_index)
+        return i
+
+    for rt in chosen:
+        for chunk in store.export_relationships(rt, []):
+            for s, d in zip(chunk["src"].tolist(), chunk["dst"].tolist()):
+                raw.append((rt, s, d))
+                if rt in USER_USER_RELS:
+                    if s != d:
+                        edges_u.append(uidx(s))
+                        edges_v.append(uidx(d))
+                else:
+                    item_edges.append((uidx(s), (rt, d)))
+    item_users: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for u, item in item_edges:
+        item_users[item].add(u)
+    n_users = len(user_index)
+    for item, us in item_users.items():
+        if 2 <= len(us) <= max_item_users:
+            j = n_users + item_index.setdefault(item, len(item_index))
+            for u in us:
+                edges_u.append(u)
+                edges_v.append(j)
+    n = n_users + len(item_index)
+    if n == 0:
+        return []
+    m = coo_matrix((np.ones(len(edges_u), dtype=np.int8), (edges_u, edges_v)), shape=(n, n))
+    _, comp = connected_components(m, directed=False)
+    user_comp = comp[:n_users]
+    sizes = np.bincount(user_comp, minlength=comp.max() + 1)
+    keep = set(np.nonzero(sizes >= min_size)[0].tolist())
+    if not keep:
+        return []
+    names = list(user_index)
+    groups: dict[int, set[str]] = defaultdict(set)
+    for u, c in enumerate(user_comp.tolist()):
+        if c in keep:
+            groups[c].add(names[u])
+    result = []
+    for c, members in groups.items():
+        links: list[tuple[str, Link, str]] = []
+        for item, us in item_users.items():
+            if item in item_index and comp[n_users + item_index[item]] == c:
+                mem = sorted(names[u] for u in us)
+                for a in mem:
+                    links.append((a, Link(item[0], REL_TYPES[item[0]].dst, item[1], a), mem[0]))
+        result.append((c, members, links))
+    pair_counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for rt, s, d in raw:
+        if rt in USER_USER_RELS and s != d:
+            pair_counts[(rt, s, d)] += 1
+    rings_out = []
+    for c, members, links in result:
+        for (rt, s, d), k in pair_counts.items():
+            if s in members and d in members:
+                links.append((s, Link(rt, "User", d, s, k), d))
+        rings_out.append(_ring(members, links))
+    rings_out.sort(key=lambda r: (-r.size, r.id))
+    return rings_out
+
+
+def neighbourhood(
+    store: GraphStore,
+    label: str,
+    node_id: str,
+    hops: int = 2,
+    max_nodes: int = 200,
+    rel_types: Sequence[str] | None = None,
+) -> Subgraph:
+    """Breadth-first neighbourhood of a node: at most ``max_nodes`` nodes, so a
+    merchant with 100k payers cannot explode the answer."""
+    if hops < 0 or max_nodes < 1:
+        raise InvalidBatchError("hops must be >= 0 and max_nodes >= 1")
+    types = list(rel_types) if rel_types is not None else list(REL_TYPES)
+    if store.missing_nodes(label, [node_id]):
+        raise NotFoundError(f"no {label} with id {node_id!r}")
+    seen: dict[tuple[str, str], int] = {(label, node_id): 0}
+    edges: set[Adjacency] = set()
+    level = [(label, node_id)]
+    truncated = False
+    for _ in range(hops):
+        nxt: list[tuple[str, str]] = []
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for lb, i in level:
+            by_label[lb].append(i)
+        for lb in sorted(by_label):
+            for a in store.adjacent(lb, sorted(by_label[lb]), types, "both", max_nodes):
+                key = (a.other_label, a.other_id)
+                if key not in seen:
+                    if len(seen) >= max_nodes:
+                        truncated = True
+                        continue
+                    seen[key] = len(seen)
+                    nxt.append(key)
+                edges.add(a)
+        if not nxt:
+            break
+        level = nxt
+    # keep each relationship once, seen from its source
+    canon = set()
+    for a in edges:
+        if (a.other_label, a.other_id) not in seen:
+            continue
+        if a.direction == "out":
+            canon.add(a)
+        else:
+            src_label = REL_TYPES[a.rel_type].src
+            canon.add(Adjacency(a.other_id, a.rel_type, "out", REL_TYPES[a.rel_type].dst,
+                                a.node_id, a.rel_key) if src_label else a)
+    nodes = tuple(sorted(seen, key=lambda k: seen[k]))
+    return Subgraph(nodes, tuple(sorted(canon)), truncated)

@@ -1,0 +1,132 @@
+"""The GraphStore protocol: what every storage backend offers the rest of RiskGraph.
+
+Batches are columnar: a mapping from column name to a sequence (list or numpy array)
+of equal length. Node batches carry ``id`` plus any of the label's properties;
+relationship batches carry ``src`` and ``dst`` (and ``id`` for keyed types such as
+``PAID``) plus properties. A ``None`` (or NaN for numbers) means "not given": it never
+erases a stored value, so re-sending a batch changes nothing and a newer value for
+the same key replaces the old one.
+
+Graph queries (linked accounts, rings, neighbourhoods) are written once in
+``graph.queries`` on top of the primitives below, so both stores give identical
+answers on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+from graph.model import Node, Relationship
+
+Columns = Mapping[str, Sequence[Any]]
+Direction = Literal["out", "in", "both"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Outcome of a relationship upsert."""
+
+    written: int
+    # Row positions in the batch whose src or dst node does not exist; not written.
+    missing_endpoints: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, order=True)
+class Adjacency:
+    """One relationship seen from one of its ends."""
+
+    node_id: str  # the end the question was asked about
+    rel_type: str
+    direction: Literal["out", "in"]  # out: node_id is the source
+    other_label: str
+    other_id: str
+    rel_key: str = ""  # the relationship's own id for keyed types, else ""
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """Storage of the graph. Implementations: EmbeddedStore (default), Neo4jStore."""
+
+    name: str
+
+    def init(self) -> None:
+        """Create tables, constraints and indexes. Idempotent. Call once before use."""
+
+    def close(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError when the store cannot answer."""
+
+    def clear(self) -> None:
+        """Delete every node and relationship (tests and full reloads)."""
+
+    # -- writes ----------------------------------------------------------------
+    def upsert_nodes(self, label: str, columns: Columns) -> int:
+        """Insert or update nodes by ``id``; returns the number of rows applied."""
+
+    def upsert_relationships(self, rel_type: str, columns: Columns) -> WriteResult:
+        """Insert or update relationships; rows with an unknown endpoint are not written."""
+
+    def write_scores(
+        self,
+        ids: Sequence[str],
+        scores: Mapping[str, Sequence[float]],
+        model_version: str,
+        scored_at_ms: int,
+    ) -> int:
+        """Set score properties on existing users; returns how many were updated."""
+
+    # -- reads -----------------------------------------------------------------
+    def missing_nodes(self, label: str, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` that have no node of that label."""
+
+    def get_nodes(self, label: str, ids: Sequence[str]) -> list[Node | None]:
+        """Nodes in the order asked, None where a node does not exist."""
+
+    def node_ids(self, label: str, after: str | None = None, limit: int = 100) -> list[str]:
+        """Ids of a label in ascending order, starting after ``after`` (pagination)."""
+
+    def adjacent(
+        self,
+        label: str,
+        ids: Sequence[str],
+        rel_types: Sequence[str],
+        direction: Direction = "both",
+        limit_per_node: int = 1000,
+    ) -> list[Adjacency]:
+        """Relationships of the given types at each node, sorted; at most
+        ``limit_per_node`` per node, relationship type and direction, taking the
+        smallest ``(other_id, rel_key)`` first."""
+
+    def relationships(
+        self,
+        rel_type: str,
+        ids: Sequence[str],
+        direction: Literal["out", "in"] = "out",
+        limit_per_node: int = 1000,
+    ) -> list[Relationship]:
+        """Relationships of one type with their properties, at each node in ``ids``
+        (as source for "out", as target for "in"), sorted by (src, dst, key); at most
+        ``limit_per_node`` per node. Properties that were never set are absent."""
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{"nodes": {label: n}, "relationships": {type: n}}`` for every type."""
+
+    def export_nodes(
+        self, label: str, properties: Sequence[str], batch_size: int = 100_000
+    ) -> Iterator[dict[str, Any]]:
+        """Stream nodes in ascending id order as numpy arrays: ``id`` (object) and each
+        property (float64 with NaN for numbers, timestamps and booleans; object with
+        None for strings)."""
+
+    def export_relationships(
+        self, rel_type: str, properties: Sequence[str], batch_size: int = 100_000
+    ) -> Iterator[dict[str, Any]]:
+        """Stream relationships as numpy arrays ``src``, ``dst``, ``id`` and properties,
+        ordered by (src, dst, id)."""
+
+
+def get_node(store: GraphStore, label: str, id_: str) -> Node | None:
+    """One node by its business key, or None."""
+    return store.get_nodes(label, [id_])[0]
