@@ -7,8 +7,11 @@ the same values.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+
+import numpy as np
 
 from graph.errors import InvalidBatchError
 from graph.model import MAX_ID_LENGTH, PropType, node_type, rel_type
@@ -68,11 +71,43 @@ def _coerce(value: Any, kind: PropType, column: str, row: int) -> Any:
         ) from None
 
 
+def _as_list(col: Sequence[Any]) -> list[Any]:
+    tolist = getattr(col, "tolist", None)
+    return tolist() if tolist is not None else list(col)
+
+
+def _fast_column(col: Sequence[Any], kind: PropType) -> list[Any] | None:
+    """The coerced column when it can be done without a Python call per value."""
+    arr = col if isinstance(col, np.ndarray) else None
+    if arr is not None and arr.dtype.kind in "iuf":
+        if kind is PropType.FLOAT:
+            if arr.dtype.kind == "f" and np.isinf(arr).any():
+                return None  # the slow path names the row
+            values = arr.astype(np.float64).tolist()
+            return [None if v != v else v for v in values]
+        if kind in (PropType.INT, PropType.TS):
+            if arr.dtype.kind in "iu":
+                return arr.astype(np.int64).tolist()
+            finite = arr[~np.isnan(arr)]
+            if not np.all(np.isfinite(finite)) or not np.all(finite == np.floor(finite)):
+                return None
+            return [None if v != v else int(v) for v in arr.tolist()]
+        return None
+    values = _as_list(col)
+    if kind is PropType.STR and set(map(type, values)) <= {str}:
+        return values
+    return None
+
+
 def _ids(columns: Columns, name: str, n: int, required: bool = True) -> list[str]:
     if name not in columns:
         if required:
             raise InvalidBatchError(f"batch has no {name!r} column")
         return [""] * n
+    values = _as_list(columns[name])
+    if values and set(map(type, values)) <= {str}:
+        if min(map(len, values)) >= 1 and max(map(len, values)) <= MAX_ID_LENGTH:
+            return values
     out = []
     for i, v in enumerate(columns[name]):
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -102,7 +137,12 @@ def _props(
         raise InvalidBatchError(
             f"{what} has no properties {unknown}; known: {sorted(schema)}"
         )
-    cols = [[_coerce(v, schema[c], c, i) for i, v in enumerate(columns[c])] for c in names]
+    cols = []
+    for c in names:
+        fast = _fast_column(columns[c], schema[c])
+        if fast is None:
+            fast = [_coerce(v, schema[c], c, i) for i, v in enumerate(columns[c])]
+        cols.append(fast)
     return names, cols
 
 

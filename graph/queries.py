@@ -17,8 +17,8 @@ Definitions (docs/graph-queries.md says the same for users):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -223,75 +223,90 @@ def rings(
     if min_size < 2:
         raise InvalidBatchError(f"min_size must be at least 2, got {min_size}")
     chosen = _check_via(via)
-    user_index: dict[str, int] = {}
-    item_index: dict[tuple[str, str], int] = {}
-    edges_u: list[int] = []
-    edges_v: list[int] = []  # items are numbered after users, once users are known
-    item_edges: list[tuple[int, tuple[str, str]]] = []
-    raw: list[tuple[str, str, str]] = []  # (rel_type, src, dst) for ring details
-
-    def uidx(u: str) -> int:
-        i = user_index.get(u)
-        if i is None:
-            i = user_index[u] = len(user_index)
-        return i
-
-    for rt in chosen:
+    # Gather every link edge as arrays: users on one side, items or users on the other.
+    item_src: list[np.ndarray] = []
+    item_dst: list[np.ndarray] = []
+    item_kind: list[np.ndarray] = []
+    direct: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for k, rt in enumerate(chosen):
         for chunk in store.export_relationships(rt, []):
-            for s, d in zip(chunk["src"].tolist(), chunk["dst"].tolist()):
-                raw.append((rt, s, d))
-                if rt in USER_USER_RELS:
-                    if s != d:
-                        edges_u.append(uidx(s))
-                        edges_v.append(uidx(d))
-                else:
-                    item_edges.append((uidx(s), (rt, d)))
-    item_users: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for u, item in item_edges:
-        item_users[item].add(u)
-    n_users = len(user_index)
-    for item, us in item_users.items():
-        if 2 <= len(us) <= max_item_users:
-            j = n_users + item_index.setdefault(item, len(item_index))
-            for u in us:
-                edges_u.append(u)
-                edges_v.append(j)
-    n = n_users + len(item_index)
-    if n == 0:
+            if rt in USER_USER_RELS:
+                direct.append((rt, chunk["src"], chunk["dst"]))
+            else:
+                item_src.append(chunk["src"])
+                item_dst.append(chunk["dst"])
+                item_kind.append(np.full(len(chunk["src"]), k, dtype=np.int32))
+    all_users = [a for a in item_src] + [a for _, s, d in direct for a in (s, d)]
+    if not all_users or sum(len(a) for a in all_users) == 0:
         return []
-    m = coo_matrix((np.ones(len(edges_u), dtype=np.int8), (edges_u, edges_v)), shape=(n, n))
+    names, inverse = np.unique(np.concatenate(all_users).astype(str), return_inverse=True)
+    n_users = len(names)
+    pos = 0
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    item_users = np.empty(0, dtype=np.int64)
+    item_of_edge = np.empty(0, dtype=np.int64)
+    item_keys = np.empty(0, dtype=str)
+    item_kinds = np.empty(0, dtype=np.int32)
+    if item_src:
+        n_item_edges = sum(len(a) for a in item_src)
+        item_users = inverse[:n_item_edges]
+        pos = n_item_edges
+        kinds = np.concatenate(item_kind)
+        # An item is identified by its relationship type and id.
+        keyed = np.char.add(np.char.add(kinds.astype(str), "\x1f"),
+                            np.concatenate(item_dst).astype(str))
+        item_keys, item_of_edge = np.unique(keyed, return_inverse=True)
+        item_kinds = np.array([int(k.split("\x1f", 1)[0]) for k in item_keys], dtype=np.int32)
+        pairs = np.unique(np.stack([item_of_edge, item_users], axis=1), axis=0)
+        per_item = np.bincount(pairs[:, 0], minlength=len(item_keys))
+        linking = (per_item >= 2) & (per_item <= max_item_users)
+        keep = linking[item_of_edge]
+        rows.append(item_users[keep])
+        cols.append(n_users + item_of_edge[keep])
+    direct_pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for rt, s_arr, _ in direct:
+        u = inverse[pos : pos + len(s_arr)]
+        v = inverse[pos + len(s_arr) : pos + 2 * len(s_arr)]
+        pos += 2 * len(s_arr)
+        direct_pairs.append((rt, u, v))
+        rows.append(u)
+        cols.append(v)
+    n = n_users + len(item_keys)
+    r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
+    m = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
     _, comp = connected_components(m, directed=False)
     user_comp = comp[:n_users]
-    sizes = np.bincount(user_comp, minlength=comp.max() + 1)
-    keep = set(np.nonzero(sizes >= min_size)[0].tolist())
-    if not keep:
+    sizes = np.bincount(user_comp, minlength=int(comp.max()) + 1)
+    big = sizes >= min_size
+    if not big.any():
         return []
-    names = list(user_index)
-    groups: dict[int, set[str]] = defaultdict(set)
-    for u, c in enumerate(user_comp.tolist()):
-        if c in keep:
-            groups[c].add(names[u])
-    result = []
-    for c, members in groups.items():
-        links: list[tuple[str, Link, str]] = []
-        for item, us in item_users.items():
-            if item in item_index and comp[n_users + item_index[item]] == c:
-                mem = sorted(names[u] for u in us)
-                for a in mem:
-                    links.append((a, Link(item[0], REL_TYPES[item[0]].dst, item[1], a), mem[0]))
-        result.append((c, members, links))
-    pair_counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for rt, s, d in raw:
-        if rt in USER_USER_RELS and s != d:
-            pair_counts[(rt, s, d)] += 1
-    rings_out = []
-    for c, members, links in result:
-        for (rt, s, d), k in pair_counts.items():
-            if s in members and d in members:
-                links.append((s, Link(rt, "User", d, s, k), d))
-        rings_out.append(_ring(members, links))
-    rings_out.sort(key=lambda r: (-r.size, r.id))
-    return rings_out
+    members: dict[int, set[str]] = defaultdict(set)
+    for u in np.nonzero(big[user_comp])[0].tolist():
+        members[int(user_comp[u])].add(str(names[u]))
+    links: dict[int, list[tuple[str, Link, str]]] = defaultdict(list)
+    if item_src:
+        sel = keep & big[user_comp[item_users]]
+        for u, it in zip(item_users[sel].tolist(), item_of_edge[sel].tolist()):
+            rt = chosen[int(item_kinds[it])]
+            item_id = str(item_keys[it]).split("\x1f", 1)[1]
+            user = str(names[u])
+            links[int(user_comp[u])].append(
+                (user, Link(rt, REL_TYPES[rt].dst, item_id, user), user)
+            )
+    for rt, u, v in direct_pairs:
+        sel = (u != v) & big[user_comp[u]]
+        counts: dict[tuple[int, int], int] = defaultdict(int)
+        for a, b in zip(u[sel].tolist(), v[sel].tolist()):
+            counts[(min(a, b), max(a, b))] += 1  # both directions count, as in user_links
+        for (a, b), k in counts.items():
+            links[int(user_comp[a])].append(
+                (str(names[a]), Link(rt, "User", str(names[b]), str(names[a]), k), str(names[b]))
+            )
+    out = [_ring(members[cid], links[cid]) for cid in members]
+    out.sort(key=lambda ring: (-ring.size, ring.id))
+    return out
 
 
 def neighbourhood(
