@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from graph.store import GraphStore
-
 from api.settings import Settings
+from graph.store import GraphStore
 
 
 def open_store(settings: Settings) -> GraphStore:

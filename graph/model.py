@@ -12,9 +12,9 @@ reads its feature columns from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
 
 
 class PropType(str, Enum):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
-
-from graph.store import GraphStore
+from typing import Any
 
 from api.bootstrap import open_store
 from api.settings import STORES, Settings
+from graph.store import GraphStore
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:

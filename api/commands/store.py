@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from graph import queries
-
 from api.commands.common import add_json_option, add_store_option, print_json, store_for
+from graph import queries
 
 
 def register(sub: argparse._SubParsersAction) -> None:
