@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from graph.errors import RiskGraphError
 
@@ -15,6 +18,20 @@ class SettingsError(RiskGraphError):
 
 
 STORES = ("embedded", "neo4j")
+ROLES = ("investigator", "limit_engine", "admin")
+
+
+@dataclass(frozen=True)
+class ApiKeySpec:
+    """One API key as configured: its role and the SHA-256 of the key (never the key)."""
+
+    role: str
+    sha256: str
+
+    @property
+    def key_id(self) -> str:
+        """A short public name for the key, safe to log and audit."""
+        return f"{self.role}:{self.sha256[:8]}"
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,13 @@ class Settings:
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     neo4j_database: str = "neo4j"
+    # API server (issue 6). Keys as "role:sha256hex,..." in RISKGRAPH_API_KEYS.
+    api_keys: tuple[ApiKeySpec, ...] = ()
+    api_max_depth: int = 10
+    api_max_cost: int = 20_000
+    api_max_page: int = 100
+    api_timeout_s: float = 10.0
+    api_threads: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +65,12 @@ class Settings:
             neo4j_user=env.get("RISKGRAPH_NEO4J_USER", cls.neo4j_user),
             neo4j_password=env.get("RISKGRAPH_NEO4J_PASSWORD", cls.neo4j_password),
             neo4j_database=env.get("RISKGRAPH_NEO4J_DATABASE", cls.neo4j_database),
+            api_keys=parse_api_keys(env.get("RISKGRAPH_API_KEYS", "")),
+            api_max_depth=_positive(env, "RISKGRAPH_API_MAX_DEPTH", cls.api_max_depth),
+            api_max_cost=_positive(env, "RISKGRAPH_API_MAX_COST", cls.api_max_cost),
+            api_max_page=_positive(env, "RISKGRAPH_API_MAX_PAGE", cls.api_max_page),
+            api_timeout_s=_positive(env, "RISKGRAPH_API_TIMEOUT_S", cls.api_timeout_s),
+            api_threads=_positive(env, "RISKGRAPH_API_THREADS", cls.api_threads),
         )
 
     def with_store(self, store: str | None) -> Settings:
@@ -65,3 +95,56 @@ class Settings:
     @property
     def audit_dir(self) -> Path:
         return self.home / "audit"
+
+    @property
+    def flags_dir(self) -> Path:
+        return self.home / "flags"
+
+
+def hash_api_key(key: str) -> str:
+    """The SHA-256 hex digest under which an API key is configured."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key(role: str) -> tuple[str, str]:
+    """A fresh random API key and its RISKGRAPH_API_KEYS entry ("role:sha256hex")."""
+    if role not in ROLES:
+        raise SettingsError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    key = "rg_" + secrets.token_urlsafe(32)
+    return key, f"{role}:{hash_api_key(key)}"
+
+
+def parse_api_keys(text: str) -> tuple[ApiKeySpec, ...]:
+    """Parse "role:sha256hex,role:sha256hex"; blanks are ignored."""
+    specs = []
+    for part in text.replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        role, _, digest = part.partition(":")
+        digest = digest.strip().lower()
+        if role not in ROLES:
+            raise SettingsError(
+                f"RISKGRAPH_API_KEYS has role {role!r}; use one of {', '.join(ROLES)} "
+                "(entries are role:sha256hex; `riskgraph apikey ROLE` makes one)"
+            )
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingsError(
+                f"RISKGRAPH_API_KEYS entry for {role} is not a SHA-256 hex digest; "
+                "configure the hash of the key, never the key itself"
+            )
+        specs.append(ApiKeySpec(role, digest))
+    return tuple(specs)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = type(default)(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than zero")
+    return value

@@ -21,7 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--via", action="append", choices=queries.LINK_TYPES,
                    help="only these links (repeatable; default all)")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--png", default=None, help="also draw the network to this PNG file")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=linked)
