@@ -274,7 +274,11 @@ class EmbeddedStore:
                 for n in names]
         if any(len(c) != len(ids) for c in cols):
             raise InvalidBatchError("every score column must have one value per id")
-        sets = ", ".join(f"{_q(n)} = ?" for n in [*names, "model_version", "scored_at"])
+        # A missing score keeps the stored one, as everywhere in the store.
+        sets = ", ".join(
+            [f"{_q(n)} = COALESCE(?, {_q(n)})" for n in names]
+            + [f"{_q(n)} = ?" for n in ("model_version", "scored_at")]
+        )
         sql = f"UPDATE {_ntable('User')} SET {sets} WHERE id = ?"
         conn = self._conn()
         before = conn.total_changes
