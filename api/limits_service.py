@@ -1,0 +1,338 @@
+"""Wiring between the store and the limit engine: profiles in, decisions recorded and
+written back. The engine (limits/) never sees the store; this module never decides.
+
+* ``profile`` builds one user's Profile from the User node, its HOLDS relationships
+  (joined with the Product nodes' ``kind`` to tell the BNPL line from the cash-loan
+  line), its ring (graph.queries.ring_of) and the last raises in the audit trail.
+* ``review`` streams every user (export_nodes / export_relationships, merged by id,
+  rings computed once), decides in batches, records each batch in the audit trail and
+  only then writes the batch's changes back to the store.
+* ``apply`` writes a decision: HOLDS ``limit``, ``temp_limit``, ``temp_until``,
+  ``status``; opening a line creates the HOLDS relationship to the line's product.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph import queries
+from graph.errors import NotFoundError
+from graph.model import CREDIT_PROPERTIES, SCORE_PROPERTIES, Node
+from graph.store import GraphStore
+from limits.audit import AuditLog
+from limits.engine import Decision, decide
+from limits.errors import LimitsError
+from limits.features import LINES, LineState, Profile
+from limits.policy import Policy
+
+USER_PROPS: tuple[str, ...] = ("lifecycle", *CREDIT_PROPERTIES, *SCORE_PROPERTIES)
+HOLDS_PROPS: tuple[str, ...] = ("limit", "balance", "status", "since", "temp_limit",
+                                "temp_until")
+_INT_FIELDS = {"months_on_book", "overdue_count", "worst_dpd", "merchant_categories",
+               "active_days_30d", "other_products"}
+
+
+class LineProductError(LimitsError):
+    """The store has no Product node for a credit line."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return None if math.isnan(f) else f
+
+
+def profile_from_values(
+    user_id: str,
+    props: dict[str, Any],
+    lines: dict[str, LineState],
+    ring: tuple[str, int] | None,
+    at_ms: int,
+) -> Profile:
+    """A Profile from stored values (None or NaN meaning "not known")."""
+    args: dict[str, Any] = {"user_id": user_id, "now_ms": at_ms, "lines": lines}
+    for name in CREDIT_PROPERTIES:
+        v = props.get(name)
+        if name == "repayment_history":
+            args[name] = v if isinstance(v, str) else ""
+            continue
+        f = _num(v)
+        if name in ("credit_score", "income"):
+            args[name] = f
+        elif f is not None:
+            args[name] = int(f) if name in _INT_FIELDS else f
+    for name in ("fraud_risk", "relational_risk", "own_risk"):
+        args[name] = _num(props.get(name))
+    mv = props.get("model_version")
+    args["score_model_version"] = mv if isinstance(mv, str) else None
+    lc = props.get("lifecycle")
+    args["lifecycle"] = lc if isinstance(lc, str) else None
+    if ring is not None:
+        args["ring_id"], args["ring_size"] = ring
+    return Profile(**args)
+
+
+def line_state(props: dict[str, Any], last_raise: int | None) -> LineState:
+    def ts(v: Any) -> int | None:
+        f = _num(v)
+        return None if f is None else int(f)
+
+    status = props.get("status")
+    return LineState(
+        limit=_num(props.get("limit")) or 0.0,
+        balance=_num(props.get("balance")) or 0.0,
+        status=status if isinstance(status, str) else "active",
+        since_ms=ts(props.get("since")),
+        temp_limit=_num(props.get("temp_limit")) or 0.0,
+        temp_until_ms=ts(props.get("temp_until")),
+        last_raise_ms=last_raise,
+    )
+
+
+@dataclass
+class ReviewSummary:
+    users: int = 0
+    seconds: float = 0.0
+    actions: Counter[str] = field(default_factory=Counter)
+    line_actions: dict[str, Counter[str]] = field(
+        default_factory=lambda: {line: Counter() for line in LINES})
+    exposure_before: float = 0.0
+    exposure_after: float = 0.0
+    referred: int = 0
+    written: int = 0
+    recorded: int = 0
+
+    def add(self, d: Decision) -> None:
+        self.users += 1
+        self.actions[d.action] += 1
+        if d.refer:
+            self.referred += 1
+        for ld in d.lines:
+            self.line_actions[ld.line][ld.action] += 1
+            self.exposure_before += (ld.current_limit or 0.0) + ld.current_temp_limit
+            self.exposure_after += ld.effective_limit
+
+    @property
+    def users_per_second(self) -> float:
+        return self.users / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "users": self.users, "seconds": round(self.seconds, 3),
+            "users_per_second": round(self.users_per_second, 1),
+            "actions": dict(sorted(self.actions.items())),
+            "line_actions": {k: dict(sorted(v.items())) for k, v in self.line_actions.items()},
+            "exposure_before": round(self.exposure_before, 2),
+            "exposure_after": round(self.exposure_after, 2),
+            "referred": self.referred, "recorded": self.recorded, "written": self.written,
+        }
+
+
+class LimitsService:
+    """Limit decisions for users in ``store`` under ``policy``, recorded in ``audit``."""
+
+    def __init__(self, store: GraphStore, audit: AuditLog, policy: Policy, policy_text: str,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.store = store
+        self.audit = audit
+        self.policy = policy
+        self.policy_text = policy_text
+        self.clock = clock
+        self._products: dict[str, str] | None = None
+
+    # -- products -------------------------------------------------------------------
+    def line_products(self) -> dict[str, str]:
+        """line -> Product id, found by Product ``kind`` (the smallest id of each kind)."""
+        if self._products is None:
+            found: dict[str, str] = {}
+            for chunk in self.store.export_nodes("Product", ["kind"]):
+                for pid, kind in zip(chunk["id"].tolist(), chunk["kind"].tolist()):
+                    if kind in LINES and kind not in found:
+                        found[kind] = pid
+            self._products = found
+        return self._products
+
+    def _product_id(self, line: str) -> str:
+        pid = self.line_products().get(line)
+        if pid is None:
+            raise LineProductError(
+                f"no Product node with kind {line!r}; load the ecosystem products "
+                f"(a Product with kind={line!r}) before deciding limits"
+            )
+        return pid
+
+    # -- one user -------------------------------------------------------------------
+    def profile(self, user_id: str, at_ms: int | None = None,
+                last_raises: dict[tuple[str, str], int] | None = None) -> Profile:
+        node: Node | None = self.store.get_nodes("User", [user_id])[0]
+        if node is None:
+            raise NotFoundError(f"no user with id {user_id!r}; check the id with "
+                                "`riskgraph stats` or load the user first")
+        if last_raises is None:
+            last_raises = self._user_last_raises(user_id)
+        kinds = {pid: line for line, pid in self.line_products().items()}
+        lines: dict[str, LineState] = {}
+        for rel in self.store.relationships("HOLDS", [user_id]):
+            line = kinds.get(rel.dst)
+            if line is not None and line not in lines:
+                lines[line] = line_state(rel.properties, last_raises.get((user_id, line)))
+        ring = queries.ring_of(self.store, user_id, min_size=self.policy.risk.ring_min_size)
+        return profile_from_values(
+            user_id, node.properties, lines,
+            (ring.id, ring.size) if ring is not None else None,
+            self.clock() if at_ms is None else at_ms,
+        )
+
+    def _user_last_raises(self, user_id: str) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for rec in self.audit.history(user_id):
+            d = rec["decision"]
+            if rec.get("applied"):
+                for ld in d["lines"]:
+                    if ld["action"] == "raise":
+                        out[(user_id, ld["line"])] = int(d["decided_at_ms"])
+        return out
+
+    def decide(self, user_id: str, *, apply: bool = True, at_ms: int | None = None) -> Decision:
+        """Decide for one user with counterfactuals; when ``apply``, record and write it."""
+        d = decide(self.profile(user_id, at_ms), self.policy, counterfactuals=True)
+        if apply:
+            self.audit.keep_policy(self.policy, self.policy_text)
+            self.audit.append(d, applied=True, recorded_at_ms=self.clock())
+            self.apply([d])
+        return d
+
+    # -- everyone -------------------------------------------------------------------
+    def profiles(self, at_ms: int, batch_size: int = 20_000,
+                 last_raises: dict[tuple[str, str], int] | None = None
+                 ) -> Iterator[list[Profile]]:
+        """Every user's profile, in id order, ``batch_size`` at a time."""
+        if last_raises is None:
+            last_raises = self.audit.last_raises()
+        ring_of: dict[str, tuple[str, int]] = {}
+        for r in queries.rings(self.store, min_size=self.policy.risk.ring_min_size):
+            for m in r.members:
+                ring_of[m] = (r.id, r.size)
+        holds = _holds_by_user(self.store, {pid: line for line, pid
+                                            in self.line_products().items()})
+        pending: tuple[str, dict[str, dict[str, Any]]] | None = next(holds, None)
+        batch: list[Profile] = []
+        for chunk in self.store.export_nodes("User", list(USER_PROPS), batch_size):
+            ids = chunk["id"].tolist()
+            cols = {p: chunk[p].tolist() for p in USER_PROPS}
+            for i, uid in enumerate(ids):
+                while pending is not None and pending[0] < uid:
+                    pending = next(holds, None)
+                lines: dict[str, LineState] = {}
+                if pending is not None and pending[0] == uid:
+                    lines = {line: line_state(props, last_raises.get((uid, line)))
+                             for line, props in pending[1].items()}
+                props = {p: cols[p][i] for p in USER_PROPS}
+                batch.append(profile_from_values(uid, props, lines, ring_of.get(uid), at_ms))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def review(self, *, dry_run: bool = False, batch_size: int = 20_000,
+               progress: Callable[[int], None] | None = None,
+               at_ms: int | None = None) -> ReviewSummary:
+        """Re-evaluate every user. Without ``dry_run`` each batch is recorded, then applied."""
+        at = self.clock() if at_ms is None else at_ms
+        summary = ReviewSummary()
+        start = time.perf_counter()
+        if not dry_run:
+            self.audit.keep_policy(self.policy, self.policy_text)
+        for batch in self.profiles(at, batch_size):
+            decisions = [decide(p, self.policy) for p in batch]
+            for d in decisions:
+                summary.add(d)
+            if not dry_run:
+                summary.recorded += len(self.audit.append_many(
+                    decisions, applied=True, recorded_at_ms=self.clock()))
+                summary.written += self.apply(decisions)
+            if progress is not None:
+                progress(len(batch))
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    def simulate(self, policies: Sequence[Policy], at_ms: int | None = None,
+                 batch_size: int = 20_000) -> list[tuple[ReviewSummary, list[float]]]:
+        """Each policy's dry-run summary and every user's total limit, on one population."""
+        at = self.clock() if at_ms is None else at_ms
+        out: list[tuple[ReviewSummary, list[float]]] = [
+            (ReviewSummary(), []) for _ in policies]
+        start = time.perf_counter()
+        for batch in self.profiles(at, batch_size):
+            for policy, (summary, limits) in zip(policies, out):
+                for p in batch:
+                    d = decide(p, policy)
+                    summary.add(d)
+                    limits.append(sum(ld.effective_limit for ld in d.lines))
+        for summary, _ in out:
+            summary.seconds = time.perf_counter() - start
+        return out
+
+    # -- writing back ---------------------------------------------------------------
+    def apply(self, decisions: Iterable[Decision]) -> int:
+        """Write the changed lines of ``decisions`` to HOLDS; returns rows written."""
+        rows: dict[str, list[Any]] = {k: [] for k in ("src", "dst", "limit", "temp_limit",
+                                                       "temp_until", "status", "since")}
+        for d in decisions:
+            for ld in d.lines:
+                if ld.current_limit is None and ld.action != "open":
+                    continue  # a line not held and not opened stays absent
+                old = d.inputs.lines.get(ld.line)
+                status = "frozen" if ld.action == "freeze" else "active"
+                unchanged = (
+                    old is not None and old.limit == ld.new_limit and old.status == status
+                    and old.temp_limit == ld.temp_limit
+                    and (ld.temp_limit == 0 or old.temp_until_ms == ld.temp_until_ms)
+                )
+                if unchanged:
+                    continue
+                rows["src"].append(d.user_id)
+                rows["dst"].append(self._product_id(ld.line))
+                rows["limit"].append(ld.new_limit)
+                rows["temp_limit"].append(ld.temp_limit)
+                # A stored value is never erased; an ended raise keeps 0 and its end time.
+                rows["temp_until"].append(ld.temp_until_ms if ld.temp_limit > 0
+                                          else d.decided_at_ms)
+                rows["status"].append(status)
+                rows["since"].append(d.decided_at_ms if ld.action == "open" else None)
+        if not rows["src"]:
+            return 0
+        return self.store.upsert_relationships("HOLDS", rows).written
+
+
+def _holds_by_user(store: GraphStore, kinds: dict[str, str]
+                   ) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """(user, {line: HOLDS properties}) in user id order, lines found by product kind."""
+    cur: str | None = None
+    acc: dict[str, dict[str, Any]] = {}
+    for chunk in store.export_relationships("HOLDS", list(HOLDS_PROPS)):
+        srcs, dsts = chunk["src"].tolist(), chunk["dst"].tolist()
+        cols = {p: chunk[p].tolist() for p in HOLDS_PROPS}
+        for i, (s, dst) in enumerate(zip(srcs, dsts)):
+            line = kinds.get(dst)
+            if line is None:
+                continue
+            if s != cur:
+                if cur is not None:
+                    yield cur, acc
+                cur, acc = s, {}
+            if line not in acc:
+                acc[line] = {p: cols[p][i] for p in HOLDS_PROPS}
+    if cur is not None:
+        yield cur, acc

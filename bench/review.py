@@ -1,0 +1,231 @@
+"""Bulk limit review: users per second, against a baseline run side by side.
+
+Two measurements:
+
+1. engine: decide() over N random profiles held in memory with precomputed scores, on
+   one process and on all cores (one worker per core, profiles split in chunks); the
+   baseline is a plain loop that only reads every field the engine reads.
+2. review: LimitsService.review over an embedded store of M users (dry run, then
+   applied with the audit trail), against a baseline that only streams the profiles.
+
+Usage: python bench/review.py [--users 200000] [--store-users 20000] [--out FILE.json]
+Targets (issue 5): at least 5,000 users/s on 2 cores; 1M users in at most 5 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from limits.engine import decide  # noqa: E402
+from limits.features import DAY_MS, LineState, Profile  # noqa: E402
+from limits.policy import load_policy  # noqa: E402
+
+NOW = 1_735_689_600_000
+
+
+def random_profiles(n: int, seed: int) -> list[Profile]:
+    rng = np.random.default_rng(seed)
+    hist_len = rng.integers(0, 37, n)
+    bad = rng.random(n) < 0.15
+    out = []
+    cols = {
+        "credit_score": rng.integers(350, 951, n).astype(float),
+        "income": rng.lognormal(11.3, 0.6, n),
+        "mob": rng.integers(0, 60, n),
+        "util": rng.uniform(0, 1.2, n),
+        "txns": rng.gamma(2, 3, n),
+        "active": rng.integers(0, 31, n),
+        "oblig": rng.exponential(1500, n),
+        "fraud": rng.beta(1, 12, n),
+        "rel": rng.beta(1, 6, n),
+        "limit": np.round(rng.uniform(0, 40_000, n), -2),
+        "has_cash": rng.random(n) < 0.3,
+        "ring": rng.random(n) < 0.02,
+        "last": rng.integers(0, 200, n),
+    }
+    for i in range(n):
+        h = "".join(rng.choice(list("0000000000-1"), int(hist_len[i])))
+        if bad[i] and h:
+            h = h[:-1] + str(rng.integers(1, 4))
+        lines = {"bnpl": LineState(limit=float(cols["limit"][i]), balance=0.0,
+                                   last_raise_ms=NOW - int(cols["last"][i]) * DAY_MS)}
+        if cols["has_cash"][i]:
+            lines["cash_loan"] = LineState(limit=float(cols["limit"][i]) / 2)
+        out.append(Profile(
+            user_id=f"u{i:08d}", now_ms=NOW, lifecycle="active",
+            credit_score=float(cols["credit_score"][i]), income=float(cols["income"][i]),
+            months_on_book=int(cols["mob"][i]), repayment_history=h,
+            overdue_count=int(bad[i]), worst_dpd=30 * int(bad[i]),
+            utilisation=float(cols["util"][i]), monthly_txns=float(cols["txns"][i]),
+            active_days_30d=int(cols["active"][i]), obligations=float(cols["oblig"][i]),
+            fraud_risk=float(cols["fraud"][i]), relational_risk=float(cols["rel"][i]),
+            ring_id="ring:x" if cols["ring"][i] else None, ring_size=5 if cols["ring"][i] else 0,
+            lines=lines,
+        ))
+    return out
+
+
+def baseline_read(profiles: list[Profile]) -> float:
+    acc = 0.0
+    for p in profiles:
+        acc += (p.months_on_book + p.utilisation + p.monthly_txns + p.obligations
+                + (p.income or 0) + (p.credit_score or 0) + len(p.repayment_history)
+                + (p.fraud_risk or 0) + (p.relational_risk or 0) + p.ring_size
+                + sum(st.limit + st.temp_limit for st in p.lines.values()))
+    return acc
+
+
+def _decide_chunk(args: tuple[int, int, int]) -> tuple[int, dict[str, int], float]:
+    n, seed, _ = args
+    policy = load_policy()
+    profiles = random_profiles(n, seed)
+    t = time.perf_counter()
+    actions: dict[str, int] = {}
+    for p in profiles:
+        a = decide(p, policy).action
+        actions[a] = actions.get(a, 0) + 1
+    return n, actions, time.perf_counter() - t
+
+
+def timed(fn, *args):  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def bench_engine(n: int, workers: int) -> dict[str, float]:
+    policy = load_policy()
+    profiles = random_profiles(n, 1)
+    _, t_base = timed(baseline_read, profiles)
+    _, t_one = timed(lambda: [decide(p, policy) for p in profiles])
+    chunks = [(n // workers, 100 + k, k) for k in range(workers)]
+    t = time.perf_counter()
+    with ProcessPoolExecutor(workers) as ex:
+        done = list(ex.map(_decide_chunk, chunks))
+    t_wall = time.perf_counter() - t
+    decide_only = max(d[2] for d in done)  # slowest worker, generation excluded
+    m = sum(d[0] for d in done)
+    return {
+        "profiles": n,
+        "baseline_read_users_per_s": n / t_base,
+        "engine_1_process_users_per_s": n / t_one,
+        f"engine_{workers}_processes_users_per_s": m / decide_only,
+        f"engine_{workers}_processes_wall_incl_generation_s": t_wall,
+        "engine_vs_baseline_ratio": (n / t_one) / (n / t_base),
+        "projected_1M_minutes_on_all_cores": 1_000_000 / (m / decide_only) / 60,
+    }
+
+
+def build_store(path: Path, n: int) -> None:
+    from graph.embedded import EmbeddedStore
+
+    store = EmbeddedStore(path)
+    store.init()
+    profiles = random_profiles(n, 7)
+    store.upsert_nodes("Product", {"id": ["p-bnpl", "p-cash"], "kind": ["bnpl", "cash_loan"]})
+    store.upsert_nodes("User", {
+        "id": [p.user_id for p in profiles],
+        "lifecycle": [p.lifecycle for p in profiles],
+        "credit_score": [p.credit_score for p in profiles],
+        "income": [p.income for p in profiles],
+        "months_on_book": [p.months_on_book for p in profiles],
+        "repayment_history": [p.repayment_history for p in profiles],
+        "overdue_count": [p.overdue_count for p in profiles],
+        "worst_dpd": [p.worst_dpd for p in profiles],
+        "utilisation": [p.utilisation for p in profiles],
+        "monthly_txns": [p.monthly_txns for p in profiles],
+        "active_days_30d": [p.active_days_30d for p in profiles],
+        "obligations": [p.obligations for p in profiles],
+    })
+    store.write_scores([p.user_id for p in profiles], {
+        "fraud_risk": [p.fraud_risk for p in profiles],
+        "relational_risk": [p.relational_risk for p in profiles]}, "bench", NOW)
+    src, dst, lim = [], [], []
+    for p in profiles:
+        for line, st in p.lines.items():
+            src.append(p.user_id)
+            dst.append("p-bnpl" if line == "bnpl" else "p-cash")
+            lim.append(st.limit)
+    store.upsert_relationships("HOLDS", {"src": src, "dst": dst, "limit": lim})
+    store.close()
+
+
+def bench_review(n: int, root: Path) -> dict[str, float]:
+    from api.limits_service import LimitsService
+    from graph.embedded import EmbeddedStore
+    from limits.audit import AuditLog
+    from limits.policy import parse_policy, read_policy_text
+
+    build_store(root / "graph", n)
+    store = EmbeddedStore(root / "graph")
+    store.init()
+    text = read_policy_text()[0]
+    svc = LimitsService(store, AuditLog(root / "audit"), parse_policy(text), text,
+                        clock=lambda: NOW)
+    _, t_base = timed(lambda: sum(len(b) for b in svc.profiles(NOW)))
+    dry, t_dry = timed(lambda: svc.review(dry_run=True))
+    applied, t_app = timed(lambda: svc.review(dry_run=False))
+    store.close()
+    return {
+        "users": n,
+        "baseline_stream_profiles_users_per_s": n / t_base,
+        "review_dry_run_users_per_s": n / t_dry,
+        "review_applied_with_audit_users_per_s": n / t_app,
+        "review_dry_run_vs_baseline_ratio": t_base / t_dry,
+        "applied_records": applied.recorded,
+        "applied_line_writes": applied.written,
+        "audit_bytes_per_record": (root / "audit" / "decisions.jsonl").stat().st_size / n,
+        "projected_1M_dry_run_minutes": 1_000_000 / (n / t_dry) / 60,
+    }
+
+
+def machine() -> dict[str, object]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu": cpu, "cores": os.cpu_count(),
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--store-users", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default="bench/results/review.json")
+    args = ap.parse_args()
+    result: dict[str, object] = {"machine": machine()}
+    result["engine"] = bench_engine(args.users, args.workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        result["review"] = bench_review(args.store_users, Path(tmp))
+    print(f"machine: {result['machine']}")
+    for part in ("engine", "review"):
+        print(f"\n{part}")
+        for k, v in result[part].items():  # type: ignore[attr-defined]
+            print(f"  {k:<52}{v:>14,.2f}" if isinstance(v, float) else f"  {k:<52}{v:>14,}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
