@@ -14,6 +14,7 @@ Global algorithms (rings) export arrays and run on scipy.
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import threading
@@ -45,6 +46,17 @@ _SQL_TYPE = {
     PropType.FLOAT: "REAL",
 }
 _CHUNK = 20_000  # ids per IN (...) list
+_UNION_MAX = 128  # subqueries per compound statement (SQLite allows 500)
+
+
+@functools.lru_cache(maxsize=512)
+def _bounded_sql(type_: str, end: str, width: int) -> str:
+    other = "dst" if end == "src" else "src"
+    one = (
+        f"SELECT * FROM (SELECT {end}, {other}, key FROM {_rtable(type_)} "
+        f"WHERE {end} = ? ORDER BY {other}, key LIMIT ?)"
+    )
+    return " UNION ALL ".join([one] * width)
 
 
 def _q(name: str) -> str:
@@ -93,7 +105,8 @@ class EmbeddedStore:
             )
         try:
             conn = sqlite3.connect(
-                self.db_file, timeout=60, isolation_level=None, check_same_thread=False
+                self.db_file, timeout=60, isolation_level=None, check_same_thread=False,
+                cached_statements=512,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -352,23 +365,33 @@ class EmbeddedStore:
         uniq = list(dict.fromkeys(str(i) for i in ids))
         for t in dict.fromkeys(rel_types):
             rt = rel_type(t)
-            table = _rtable(t)
             if direction in ("out", "both") and rt.src == label:
-                sql = f"SELECT dst, key FROM {table} WHERE src = ? ORDER BY dst, key LIMIT ?"
-                for i in uniq:
-                    out.extend(
-                        Adjacency(i, t, "out", rt.dst, d, k)
-                        for d, k in conn.execute(sql, (i, limit_per_node))
-                    )
+                for me, other, key in self._bounded(conn, t, "src", uniq, limit_per_node):
+                    out.append(Adjacency(me, t, "out", rt.dst, other, key))
             if direction in ("in", "both") and rt.dst == label:
-                sql = f"SELECT src, key FROM {table} WHERE dst = ? ORDER BY src, key LIMIT ?"
-                for i in uniq:
-                    out.extend(
-                        Adjacency(i, t, "in", rt.src, s, k)
-                        for s, k in conn.execute(sql, (i, limit_per_node))
-                    )
+                for me, other, key in self._bounded(conn, t, "dst", uniq, limit_per_node):
+                    out.append(Adjacency(me, t, "in", rt.src, other, key))
         out.sort()
         return out
+
+    def _bounded(
+        self, conn: sqlite3.Connection, type_: str, end: str, ids: list[str], limit: int
+    ) -> Iterator[tuple[str, str, str]]:
+        """(id, other end, key) for each id, at most ``limit`` per id, smallest first.
+
+        Many ids go in one statement, a UNION ALL of one bounded subquery per id: the
+        per-node limit holds (a hub costs ``limit`` rows, not its degree) and a
+        depth-2 query makes a handful of calls instead of hundreds."""
+        for start in range(0, len(ids), _UNION_MAX):
+            chunk = ids[start : start + _UNION_MAX]
+            width = 1
+            while width < len(chunk):
+                width *= 2  # a few statement shapes, all kept in the statement cache
+            padded = chunk + [""] * (width - len(chunk))  # "" is never an id
+            params: list[object] = []
+            for i in padded:
+                params += (i, limit)
+            yield from conn.execute(_bounded_sql(type_, end, width), params)
 
     def relationships(
         self,

@@ -32,7 +32,7 @@ MAX_DIRECT_LINKS_PER_USER = 1000
 LINK_TYPES: tuple[str, ...] = SHARED_ITEM_RELS + USER_USER_RELS
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Link:
     """One reason two users are tied: a shared item, or a direct relationship."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from graph.model import Node, Relationship
 
@@ -33,9 +33,9 @@ class WriteResult:
     missing_endpoints: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True, order=True)
-class Adjacency:
-    """One relationship seen from one of its ends."""
+class Adjacency(NamedTuple):
+    """One relationship seen from one of its ends. A tuple: queries make many of
+    these, and tuples are built and sorted several times faster than dataclasses."""
 
     node_id: str  # the end the question was asked about
     rel_type: str
