@@ -1,0 +1,115 @@
+"""serve, query, apikey: run the API, talk to a running one, make API keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from api.commands.common import add_store_option, print_json, settings_for
+from api.settings import ROLES, new_api_key
+
+DEFAULT_PORT = 8000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    add_store_option(p)
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("apikey", help="make a new API key and its RISKGRAPH_API_KEYS entry")
+    p.add_argument("role", choices=ROLES)
+    p.set_defaults(func=apikey)
+
+    p = sub.add_parser("query", help="ask a running API (key from RISKGRAPH_API_KEY)")
+    p.add_argument("--url", default=None,
+                   help=f"GraphQL endpoint (default RISKGRAPH_API_URL or "
+                        f"http://127.0.0.1:{DEFAULT_PORT}/graphql)")
+    p.add_argument("--key", default=None, help="API key (default RISKGRAPH_API_KEY)")
+    q = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    d = q.add_parser("decide", help="a limit decision (dry run unless --apply)")
+    d.add_argument("user_id")
+    d.add_argument("--apply", action="store_true")
+    r = q.add_parser("risk", help="a user's scores, credit features and limits")
+    r.add_argument("user_id")
+    lk = q.add_parser("linked", help="linked accounts, one page")
+    lk.add_argument("user_id")
+    lk.add_argument("--depth", type=int, default=1)
+    lk.add_argument("--via", action="append", default=None)
+    lk.add_argument("--first", type=int, default=20)
+    lk.add_argument("--after", default=None)
+    rg = q.add_parser("ring", help="the ring a user belongs to")
+    rg.add_argument("user_id")
+    g = q.add_parser("graphql", help="any GraphQL document")
+    g.add_argument("document", help="the query text, or @file")
+    g.add_argument("--variables", default=None, help="JSON object")
+    p.set_defaults(func=query)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api import logs
+    from api.bootstrap import open_store
+    from api.server import create_app
+
+    settings = settings_for(args)
+    logs.configure(args.log_level)
+    if not settings.api_keys:
+        print("riskgraph: no API keys configured, every request will get 401; "
+              "make one with `riskgraph apikey ROLE` and set RISKGRAPH_API_KEYS",
+              file=sys.stderr)
+    store = open_store(settings)
+    app = create_app(store, settings, owns_store=True)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                            access_log=False, lifespan="on", log_level=args.log_level)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def apikey(args: argparse.Namespace) -> int:
+    key, entry = new_api_key(args.role)
+    print(f"key:   {key}")
+    print(f"entry: {entry}")
+    print("Give the key to its user; add the entry to RISKGRAPH_API_KEYS (comma-separated).",
+          file=sys.stderr)
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    from api.cli import UsageError
+    from api.client import RiskGraphClient
+
+    url = args.url or os.environ.get("RISKGRAPH_API_URL",
+                                     f"http://127.0.0.1:{DEFAULT_PORT}/graphql")
+    key = args.key or os.environ.get("RISKGRAPH_API_KEY")
+    if not key:
+        raise UsageError("no API key: pass --key or set RISKGRAPH_API_KEY")
+    out: Any
+    with RiskGraphClient(url, key) as rg:
+        if args.what == "decide":
+            out = rg.decide(args.user_id, dry_run=not args.apply)
+        elif args.what == "risk":
+            out = rg.risk(args.user_id)
+        elif args.what == "linked":
+            out = rg.linked(args.user_id, args.depth, args.via, args.first, args.after)
+        elif args.what == "ring":
+            out = rg.ring(args.user_id)
+        else:
+            doc = args.document
+            if doc.startswith("@"):
+                with open(doc[1:], encoding="utf-8") as f:
+                    doc = f.read()
+            try:
+                variables = json.loads(args.variables) if args.variables else None
+            except ValueError:
+                raise UsageError("--variables must be a JSON object") from None
+            out = rg.execute(doc, variables)
+    print_json(out)
+    return 0

@@ -1,0 +1,165 @@
+"""The typed request context: long-lived adapters (Runtime) plus, per request, the caller,
+a request id and fresh DataLoaders, so nothing is cached across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from api import dataloaders
+from api.auth import Principal
+from api.flags import ActionLog, Flag, FlagStore
+from api.metrics import Metrics
+from api.settings import Settings
+from graph.model import Node, Relationship
+from graph.queries import LinkedAccount, Ring
+from graph.store import Adjacency, GraphStore
+
+R = TypeVar("R")
+
+MAX_DEVICE_USERS = 200
+
+
+@dataclass
+class Runtime:
+    """What the API needs for its whole life, wired once by api.server.create_app."""
+
+    store: GraphStore
+    settings: Settings
+    flags: FlagStore
+    actions: ActionLog
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+
+    @classmethod
+    def build(cls, store: GraphStore, settings: Settings) -> Runtime:
+        return cls(
+            store=store,
+            settings=settings,
+            flags=FlagStore(settings.flags_dir),
+            actions=ActionLog(settings.audit_dir),
+            metrics=Metrics(),
+            executor=ThreadPoolExecutor(settings.api_threads, thread_name_prefix="riskgraph-api"),
+        )
+
+    async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run blocking store or service work off the event loop."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs) if kwargs else fn
+        return await loop.run_in_executor(self.executor, call, *(() if kwargs else args))
+
+    async def read(self, fn: Callable[..., R], *args: Any) -> R:
+        """A short indexed read. The embedded store answers these in microseconds, less
+        than a thread hop costs, so they run inline; a networked store's go to threads."""
+        if self.store.name == "embedded":
+            return fn(*args)
+        return await self.run(fn, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+LinkedKey = tuple[str, int, tuple[str, ...]]  # (user id, depth, via)
+
+
+@dataclass
+class Loaders:
+    """One set of DataLoaders per request."""
+
+    users: DataLoader[str, Node | None]
+    merchants: DataLoader[str, Node | None]
+    devices: DataLoader[str, Node | None]
+    products: DataLoader[str, Node | None]
+    linked: DataLoader[LinkedKey, list[LinkedAccount]]
+    rings: DataLoader[str, Ring | None]
+    holdings: DataLoader[str, list[Relationship]]
+    used_devices: DataLoader[str, list[Adjacency]]
+    device_users: DataLoader[str, list[Adjacency]]
+    flags: DataLoader[str, list[Flag]]
+
+    @classmethod
+    def build(cls, rt: Runtime) -> Loaders:
+        store = rt.store
+
+        def nodes(label: str) -> DataLoader[str, Node | None]:
+            async def load(ids: list[str]) -> list[Node | None]:
+                return await rt.read(store.get_nodes, label, ids)
+
+            return DataLoader(load_fn=load)
+
+        async def load_linked(keys: list[LinkedKey]) -> list[Any]:
+            groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+            for uid, depth, via in keys:
+                groups.setdefault((depth, via), []).append(uid)
+            answers: dict[LinkedKey, Any] = {}
+            for (depth, via), ids in groups.items():
+                # Deep searches go to a thread so that the time limit can stop the
+                # request and other requests keep being served meanwhile.
+                runner = rt.read if depth <= 2 else rt.run
+                got = await runner(dataloaders.linked_accounts_many, store, ids, depth, via)
+                for uid in ids:
+                    answers[(uid, depth, via)] = got[uid]
+            return [answers[k] for k in keys]
+
+        async def load_rings(ids: list[str]) -> list[Any]:
+            got = await rt.run(dataloaders.rings_of_many, store, ids)
+            return [got[i] for i in ids]
+
+        async def load_holdings(ids: list[str]) -> list[list[Relationship]]:
+            return await rt.read(dataloaders.holdings_many, store, ids)
+
+        async def load_used_devices(ids: list[str]) -> list[list[Adjacency]]:
+            return await rt.read(dataloaders.adjacent_many, store, "User", ids, "USES", "out",
+                                MAX_DEVICE_USERS)
+
+        async def load_device_users(ids: list[str]) -> list[list[Adjacency]]:
+            return await rt.read(dataloaders.adjacent_many, store, "Device", ids, "USES", "in",
+                                MAX_DEVICE_USERS)
+
+        async def load_flags(ids: list[str]) -> list[list[Flag]]:
+            return await rt.run(rt.flags.for_users, ids)
+
+        return cls(
+            users=nodes("User"),
+            merchants=nodes("Merchant"),
+            devices=nodes("Device"),
+            products=nodes("Product"),
+            linked=DataLoader(load_fn=load_linked),
+            rings=DataLoader(load_fn=load_rings),
+            holdings=DataLoader(load_fn=load_holdings),
+            used_devices=DataLoader(load_fn=load_used_devices),
+            device_users=DataLoader(load_fn=load_device_users),
+            flags=DataLoader(load_fn=load_flags),
+        )
+
+
+@dataclass
+class Context:
+    """``info.context`` in every resolver."""
+
+    runtime: Runtime
+    principal: Principal
+    request_id: str
+    loaders: Loaders = field(init=False)
+    # The root fields asked for, e.g. "decideLimit": a bounded label for metrics.
+    operation: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders.build(self.runtime)
+
+    @property
+    def store(self) -> GraphStore:
+        return self.runtime.store
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        return await self.runtime.run(fn, *args, **kwargs)

@@ -1,0 +1,339 @@
+"""The GraphQL schema: queries over users, rings, merchants, devices and products, and the
+mutations that decide limits, rescore users, flag them and review limits in bulk."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator
+from strawberry.types import ExecutionContext, Info
+
+from api import services
+from api.auth import allowed
+from api.dataloaders import scan_users
+from api.errors import BadInputError, ForbiddenError
+from api.guards import ErrorCodes, QueryGuard
+from api.pagination import check_first, decode_cursor, encode_cursor, paginate
+from api.types import (
+    Decision,
+    Device,
+    Flag,
+    Merchant,
+    PageInfo,
+    Product,
+    Review,
+    Ring,
+    User,
+    check_id,
+    ctx_of,
+    decision_from,
+    flag_from,
+    load_user,
+    page_info,
+    review_from,
+)
+from graph import queries
+from graph.errors import NotFoundError
+from graph.model import Node
+
+RINGS_TTL_S = 60.0
+MAX_TOKENS = 2000
+MAX_ALIASES = 30
+MAX_REVIEW_IDS = 10_000
+# One rule class for the process: the validation cache is keyed by the rules in force.
+MAX_ALIASES_RULE = create_validator(MAX_ALIASES)
+
+
+@strawberry.type
+class Caller:
+    role: str
+    key_id: str
+
+
+@strawberry.input(description="Conditions on users; every one given must hold.")
+class UserFilter:
+    lifecycle: str | None = None
+    city: str | None = None
+    min_fraud_risk: float | None = None
+    max_fraud_risk: float | None = None
+    min_relational_risk: float | None = None
+    scored: bool | None = None
+
+    def matches(self, n: Node) -> bool:
+        p = n.properties
+        fr, rr = p.get("fraud_risk"), p.get("relational_risk")
+        if self.lifecycle is not None and p.get("lifecycle") != self.lifecycle:
+            return False
+        if self.city is not None and p.get("city") != self.city:
+            return False
+        if self.scored is not None and (fr is not None) != self.scored:
+            return False
+        if self.min_fraud_risk is not None and (fr is None or fr < self.min_fraud_risk):  # type: ignore[operator]
+            return False
+        if self.max_fraud_risk is not None and (fr is None or fr > self.max_fraud_risk):  # type: ignore[operator]
+            return False
+        if self.min_relational_risk is not None and (
+            rr is None or rr < self.min_relational_risk  # type: ignore[operator]
+        ):
+            return False
+        return True
+
+
+@strawberry.type
+class UserEdge:
+    cursor: str
+    node: User
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class RingEdge:
+    cursor: str
+    node: Ring
+
+
+@strawberry.type
+class RingConnection:
+    edges: list[RingEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+def forget(loader: Any, key: str) -> None:
+    """Drop a cached answer so the next load reads the store again."""
+    if loader.cache_map.get(key) is not None:
+        loader.clear(key)
+
+
+async def _node(info: Info, label: str, id_: str) -> Node:
+    check_id(id_)
+    loader = getattr(ctx_of(info).loaders, {"Merchant": "merchants", "Device": "devices",
+                                            "Product": "products"}[label])
+    n = await loader.load(id_)
+    if n is None:
+        raise NotFoundError(f"no {label.lower()} with id {id_!r}")
+    return n  # type: ignore[no-any-return]
+
+
+async def _all_rings(info: Info, min_size: int) -> list[queries.Ring]:
+    """Every ring of at least ``min_size`` members, recomputed at most once a minute."""
+    ctx = ctx_of(info)
+    cache = ctx.runtime.__dict__.setdefault("_rings_cache", {})
+    hit = cache.get(min_size)
+    if hit is not None and time.monotonic() - hit[0] < RINGS_TTL_S:
+        return hit[1]  # type: ignore[no-any-return]
+    found = await ctx.run(queries.rings, ctx.store, min_size)
+    cache[min_size] = (time.monotonic(), found)
+    return found
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Who the API key belongs to.")
+    def me(self, info: Info) -> Caller:
+        p = ctx_of(info).principal
+        return Caller(role=p.role, key_id=p.key_id)
+
+    @strawberry.field(permission_classes=allowed("Query.user"))
+    async def user(self, info: Info, id: strawberry.ID) -> User | None:
+        return await load_user(info, check_id(str(id)))
+
+    @strawberry.field(permission_classes=allowed("Query.users"),
+                      description="Users in id order, optionally filtered.")
+    async def users(
+        self, info: Info, filter: UserFilter | None = None, first: int = 20,
+        after: str | None = None,
+    ) -> UserConnection | None:
+        ctx = ctx_of(info)
+        check_first(first, ctx.settings.api_max_page)
+        start = decode_cursor("users", after) if after is not None else None
+        if start is not None and not isinstance(start, str):
+            raise BadInputError("malformed users cursor")
+        keep = filter.matches if filter is not None else (lambda n: True)
+        found, last, more = await ctx.run(scan_users, ctx.store, start, first, keep)
+        page = found[:first]
+        for n in page:
+            ctx.loaders.users.prime(n.id, n)
+        cursors = [encode_cursor("users", n.id) for n in page]
+        has_next = len(found) > first or more
+        # A scan that stopped early resumes after the last id it looked at.
+        end = cursors[-1] if len(found) > first or not more or last is None \
+            else encode_cursor("users", last)
+        return UserConnection(
+            edges=[UserEdge(cursor=c, node=User(node=n)) for c, n in zip(cursors, page)],
+            page_info=page_info(cursors, has_next, start is not None, end),
+        )
+
+    @strawberry.field(permission_classes=allowed("Query.rings"),
+                      description="Rings, largest first, then by id.")
+    async def rings(
+        self, info: Info, min_size: int = 3, first: int = 20, after: str | None = None
+    ) -> RingConnection | None:
+        ctx = ctx_of(info)
+        if not 2 <= min_size <= 10_000:
+            raise BadInputError(f"minSize must be between 2 and 10000, got {min_size}")
+        check_first(first, ctx.settings.api_max_page)
+        ranked = await _all_rings(info, min_size)
+        page = paginate(ranked, lambda r: [-r.size, r.id], "rings", first, after,
+                        ctx.settings.api_max_page)
+        return RingConnection(
+            edges=[RingEdge(cursor=c, node=Ring.from_core(r))
+                   for r, c in zip(page.items, page.cursors)],
+            page_info=page_info(page.cursors, page.has_next, page.has_previous),
+            total_count=page.total,
+        )
+
+    @strawberry.field(permission_classes=allowed("Query.ring"),
+                      description="A ring by id (ring:<smallest member id>).")
+    async def ring(self, info: Info, id: strawberry.ID) -> Ring | None:
+        rid = check_id(str(id))
+        if not rid.startswith("ring:") or len(rid) == len("ring:"):
+            raise BadInputError("a ring id looks like ring:<user id>")
+        r = await ctx_of(info).loaders.rings.load(rid[len("ring:"):])
+        if r is None or r.id != rid:
+            raise NotFoundError(f"no ring with id {rid!r}")
+        return Ring.from_core(r)
+
+    @strawberry.field(permission_classes=allowed("Query.merchant"))
+    async def merchant(self, info: Info, id: strawberry.ID) -> Merchant | None:
+        return Merchant.from_node(await _node(info, "Merchant", str(id)))
+
+    @strawberry.field(permission_classes=allowed("Query.device"))
+    async def device(self, info: Info, id: strawberry.ID) -> Device | None:
+        return Device.from_node(await _node(info, "Device", str(id)))
+
+    @strawberry.field(permission_classes=allowed("Query.product"))
+    async def product(self, info: Info, id: strawberry.ID) -> Product | None:
+        return Product.from_node(await _node(info, "Product", str(id)))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=allowed("Mutation.decideLimit"),
+                         description="Decide a user's limits; dryRun (default) applies nothing.")
+    async def decide_limit(
+        self, info: Info, user_id: strawberry.ID, dry_run: bool = True
+    ) -> Decision | None:
+        ctx = ctx_of(info)
+        if not dry_run and not ctx.principal.may("Mutation.decideLimit(dryRun: false)"):
+            raise ForbiddenError(
+                "applying a decision (dryRun: false) needs the limit_engine or admin role"
+            )
+        await load_user(info, check_id(str(user_id), "userId"))
+        got = await ctx.run(services.decide_limit, ctx.store, ctx.settings, str(user_id),
+                            dry_run=dry_run)
+        decision = decision_from(got, dry_run)
+        ctx.runtime.metrics.decisions.inc(decision.action or "unknown", str(dry_run).lower())
+        if not dry_run:
+            await ctx.run(ctx.runtime.actions.record, "decideLimit", ctx.principal.key_id,
+                          ctx.request_id, user_id=str(user_id), outcome=decision.action)
+        return decision
+
+    @strawberry.mutation(permission_classes=allowed("Mutation.rescoreUser"),
+                         description="Score one user again from its neighbourhood.")
+    async def rescore_user(self, info: Info, user_id: strawberry.ID) -> User | None:
+        ctx = ctx_of(info)
+        uid = check_id(str(user_id), "userId")
+        await load_user(info, uid)
+        await ctx.run(services.rescore_user, ctx.store, ctx.settings, uid)
+        await ctx.run(ctx.runtime.actions.record, "rescoreUser", ctx.principal.key_id,
+                      ctx.request_id, user_id=uid)
+        forget(ctx.loaders.users, uid)
+        return await load_user(info, uid)
+
+    @strawberry.mutation(permission_classes=allowed("Mutation.flagUser"),
+                         description="Flag an account for investigation; stored and audited.")
+    async def flag_user(self, info: Info, user_id: strawberry.ID, reason: str) -> Flag | None:
+        ctx = ctx_of(info)
+        uid = check_id(str(user_id), "userId")
+        await load_user(info, uid)
+        try:
+            flag = await ctx.run(ctx.runtime.flags.add, uid, reason, ctx.principal.key_id,
+                                 ctx.request_id)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
+        await ctx.run(ctx.runtime.actions.record, "flagUser", ctx.principal.key_id,
+                      ctx.request_id, user_id=uid, flag_id=flag.id)
+        forget(ctx.loaders.flags, uid)
+        return flag_from(flag)
+
+    @strawberry.mutation(permission_classes=allowed("Mutation.reviewLimits"),
+                         description="Review the limits of many users (all when userIds "
+                                     "is left out).")
+    async def review_limits(
+        self, info: Info, user_ids: list[strawberry.ID] | None = None, dry_run: bool = True
+    ) -> Review | None:
+        ctx = ctx_of(info)
+        ids = [check_id(str(u), "userIds") for u in user_ids] if user_ids is not None else None
+        if ids is not None and len(ids) > MAX_REVIEW_IDS:
+            raise BadInputError(f"review at most {MAX_REVIEW_IDS} users per call")
+        got = await ctx.run(services.review_limits, ctx.store, ctx.settings, user_ids=ids,
+                            dry_run=dry_run)
+        review = review_from(got, dry_run)
+        for ac in review.by_action:
+            ctx.runtime.metrics.decisions.inc(ac.action, str(dry_run).lower(), by=ac.count)
+        await ctx.run(ctx.runtime.actions.record, "reviewLimits", ctx.principal.key_id,
+                      ctx.request_id, dry_run=dry_run, reviewed=review.reviewed)
+        return review
+
+
+class RiskGraphSchema(strawberry.Schema):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        result = await super().execute(*args, **kwargs)
+        # Errors raised before the operation hooks ran (a document the parser cache
+        # rejects) have not been through ErrorCodes yet.
+        if result.errors and any("code" not in (e.extensions or {}) for e in result.errors):
+            ctx = kwargs.get("context_value")
+            coder = ErrorCodes()
+            coder._executed = False
+            rid = getattr(ctx, "request_id", "")
+            result.errors = [coder._coded(e, rid) for e in result.errors]
+        return result
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # ErrorCodes logs what needs logging (internal errors, as JSON); a user's bad
+        # query is not a server event.
+        return None
+
+
+def build_schema() -> strawberry.Schema:
+    return RiskGraphSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            ErrorCodes,
+            lambda: MaxTokensLimiter(MAX_TOKENS),
+            lambda: AddValidationRules([MAX_ALIASES_RULE]),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+            QueryGuard,
+        ],
+    )
+
+
+schema = build_schema()
+
+
+def sdl() -> str:
+    return schema.as_str()
+
+
+__all__ = ["schema", "build_schema", "sdl", "Query", "Mutation"]
+
+

@@ -1,0 +1,242 @@
+"""The ASGI app: /graphql (POST queries, GET the GraphiQL page), /healthz, /readyz,
+/metrics. ``create_app(store, settings)`` wires it; the caller owns the store.
+
+Every request gets an id (the caller's ``X-Request-ID`` if sane, else a new one),
+returned in the response header and written in its JSON log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from strawberry.http.ides import get_graphql_ide_html
+
+from api.auth import Authenticator
+from api.context import Context, Runtime
+from api.logs import request_id_var
+from api.schema import schema as default_schema
+from api.settings import Settings
+from graph.store import GraphStore
+
+log = logging.getLogger("riskgraph.api")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 256 * 1024
+READY_TIMEOUT_S = 3.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_JSON = b"application/json"
+
+
+def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, **extra}}]}
+
+
+class RiskGraphApp:
+    """An ASGI application. Built by ``create_app``."""
+
+    def __init__(self, runtime: Runtime, authenticator: Authenticator,
+                 schema: Any = default_schema, owns_store: bool = False) -> None:
+        self.runtime = runtime
+        self.auth = authenticator
+        self.schema = schema
+        self.owns_store = owns_store
+        self._graphiql: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"RiskGraphApp(store={self.runtime.store!r}, {self.auth!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        rid = self._request_id(scope)
+        token = request_id_var.set(rid)
+        path = scope["path"].rstrip("/") or "/"
+        state: dict[str, Any] = {"operation": "", "role": "", "status": 500}
+        try:
+            status, headers, body = await self._route(path, scope, receive, state)
+        except Exception:  # noqa: BLE001 - the last line of defence: no trace to callers
+            log.exception("unhandled error serving a request")
+            status, headers, body = self._json(500, _error_body(
+                f"internal error; quote request id {rid} to the operators", "INTERNAL"))
+        state["status"] = status
+        headers.append((b"x-request-id", rid.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - started
+        route = path if path in ("/graphql", "/healthz", "/readyz", "/metrics") else "other"
+        m = self.runtime.metrics
+        m.requests.inc(route, str(status))
+        m.latency.observe(elapsed, route, state["operation"])
+        log.info("request", extra={
+            "method": scope.get("method"), "path": path, "status": status,
+            "ms": round(elapsed * 1000, 2), "operation": state["operation"] or None,
+            "role": state["role"] or None,
+        })
+        request_id_var.reset(token)
+
+    # -- routing -----------------------------------------------------------------
+    async def _route(
+        self, path: str, scope: Scope, receive: Receive, state: dict[str, Any]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        method = scope.get("method", "GET")
+        if path == "/graphql":
+            if method == "POST":
+                return await self._graphql(scope, receive, state)
+            if method in ("GET", "HEAD"):
+                return 200, [(b"content-type", b"text/html; charset=utf-8")], self._ide()
+            return self._json(405, _error_body("use POST for GraphQL requests", "BAD_REQUEST"),
+                              [(b"allow", b"GET, POST")])
+        if method not in ("GET", "HEAD"):
+            return self._json(405, _error_body(f"{path} answers GET only", "BAD_REQUEST"))
+        if path == "/healthz":
+            return self._json(200, {"status": "ok"})
+        if path == "/readyz":
+            return await self._ready()
+        if path == "/metrics":
+            body = self.runtime.metrics.render().encode()
+            return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
+        if path == "/":
+            return self._json(200, {"service": "riskgraph", "graphql": "/graphql"})
+        return self._json(404, _error_body(f"no route {path}", "NOT_FOUND"))
+
+    async def _ready(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        store = self.runtime.store
+        try:
+            await asyncio.wait_for(self.runtime.run(store.ping), READY_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("store not ready", extra={"store": store.name, "error": str(exc)})
+            return self._json(503, {"status": "unavailable", "store": store.name,
+                                    "error": type(exc).__name__})
+        return self._json(200, {"status": "ready", "store": store.name})
+
+    async def _graphql(
+        self, scope: Scope, receive: Receive, state: dict[str, Any]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers = dict(scope.get("headers") or ())
+        principal = self.auth.authenticate(
+            headers.get(b"authorization", b"").decode("latin-1") or None)
+        if principal is None:
+            return self._json(
+                401,
+                _error_body("missing or unknown API key; send Authorization: Bearer <key>",
+                            "UNAUTHENTICATED"),
+                [(b"www-authenticate", b'Bearer realm="riskgraph"')],
+            )
+        state["role"] = principal.role
+        body = await self._body(receive)
+        if body is None:
+            return self._json(413, _error_body(
+                f"request body over {MAX_BODY_BYTES} bytes", "BAD_REQUEST"))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return self._json(400, _error_body("the body is not JSON", "BAD_REQUEST"))
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return self._json(400, _error_body(
+                'send a JSON object with a "query" string', "BAD_REQUEST"))
+        variables = payload.get("variables")
+        op_name = payload.get("operationName")
+        if variables is not None and not isinstance(variables, dict):
+            return self._json(400, _error_body('"variables" must be an object', "BAD_REQUEST"))
+        if op_name is not None and not isinstance(op_name, str):
+            return self._json(400, _error_body('"operationName" must be a string',
+                                               "BAD_REQUEST"))
+        ctx = Context(self.runtime, principal, request_id_var.get())
+        timeout = self.runtime.settings.api_timeout_s
+        try:
+            result = await asyncio.wait_for(
+                self.schema.execute(payload["query"], variable_values=variables,
+                                    context_value=ctx, operation_name=op_name),
+                timeout,
+            )
+        except TimeoutError:
+            self.runtime.metrics.errors.inc("TIMEOUT")
+            return self._json(200, {"data": None, **_error_body(
+                f"the request took longer than {timeout:g} s and was stopped; ask for less",
+                "TIMEOUT")})
+        except Exception as exc:  # noqa: BLE001 - e.g. an operation name that matches nothing
+            self.runtime.metrics.errors.inc("BAD_REQUEST")
+            return self._json(200, {"data": None, **_error_body(str(exc), "BAD_REQUEST")})
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+            for e in out["errors"]:
+                self.runtime.metrics.errors.inc(str((e.get("extensions") or {}).get("code")))
+        state["operation"] = ctx.operation
+        return self._json(200, out)
+
+    # -- helpers -----------------------------------------------------------------
+    async def _body(self, receive: Receive) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+            part = msg.get("body", b"")
+            size += len(part)
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(part)
+            if not msg.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _json(status: int, obj: Any, extra: list[tuple[bytes, bytes]] | None = None
+              ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return status, [(b"content-type", _JSON), *(extra or [])], body
+
+    def _ide(self) -> bytes:
+        if self._graphiql is None:
+            self._graphiql = get_graphql_ide_html("graphiql").encode("utf-8")
+        return self._graphiql
+
+    @staticmethod
+    def _request_id(scope: Scope) -> str:
+        for k, v in scope.get("headers") or ():
+            if k == b"x-request-id":
+                given = v.decode("latin-1")
+                if _REQUEST_ID.match(given):
+                    return given
+        return uuid.uuid4().hex
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.runtime.close()
+                if self.owns_store:
+                    self.runtime.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) -> RiskGraphApp:
+    """The API over an initialised store. Keys, limits and paths come from ``settings``."""
+    return RiskGraphApp(Runtime.build(store, settings), Authenticator(settings.api_keys),
+                        owns_store=owns_store)
+
+
+def app_from_env() -> RiskGraphApp:
+    """Factory for ``uvicorn --factory api.server:app_from_env`` (several workers)."""
+    from api.bootstrap import open_store
+
+    settings = Settings.from_env()
+    return create_app(open_store(settings), settings, owns_store=True)

@@ -1,0 +1,352 @@
+"""API load: throughput and latency (p50, p99) of decideLimit and linkedAccounts(depth: 2)
+with 32 concurrent clients in a separate process over loopback, beside the same
+operations run in-process (schema.execute, and the plain function call) as baselines.
+
+    .venv/bin/python bench/api.py [--users 20000] [--seconds 10] [--concurrency 32]
+                                  [--out bench/results/api.json]
+
+The server is `riskgraph serve`'s app on uvicorn in a child process, over the embedded
+store with precomputed scores. The load generator posts the same JSON a gql client
+would, through one aiohttp session, so the client's own cost stays small. When the
+limit engine (api.limits_service.decide_limit) is not installed, decideLimit is
+reported as unavailable and the limit engine's read (a user's risk, features and
+limits) is measured in its place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import machine_info  # noqa: E402
+
+DECIDE = ('mutation($id: ID!) { decideLimit(userId: $id, dryRun: true) '
+          '{ action lines { line limit } reasons { code } } }')
+RISK = ('query($id: ID!) { user(id: $id) { fraudRisk relationalRisk creditFeatures '
+        '{ creditScore income overdueCount utilisation } limits { totalLimit lines '
+        '{ line limit balance } } } }')
+LINKED = ('query($id: ID!) { user(id: $id) { linkedAccounts(depth: 2, first: 20) '
+          '{ totalCount edges { depth strength node { id fraudRisk } } } } }')
+
+
+def build_graph(path: Path, n_users: int, seed: int = 1) -> list[str]:
+    """Users with credit features and scores, devices and phones shared by a few,
+    transfers, referrals, and the two credit lines."""
+    from graph.embedded import EmbeddedStore
+
+    rnd = random.Random(seed)
+    store = EmbeddedStore(path)
+    store.init()
+    users = [f"u{i:07d}" for i in range(n_users)]
+    store.upsert_nodes("User", {
+        "id": users,
+        "name": [f"user {i}" for i in range(n_users)],
+        "lifecycle": [rnd.choice(["new", "active", "active", "dormant"]) for _ in users],
+        "credit_score": [rnd.randint(450, 900) for _ in users],
+        "income": [rnd.uniform(30_000, 400_000) for _ in users],
+        "months_on_book": [rnd.randint(0, 60) for _ in users],
+        "repayment_history": ["".join(rnd.choice("0000000001-") for _ in range(24))
+                              for _ in users],
+        "overdue_count": [rnd.choice([0, 0, 0, 1, 2]) for _ in users],
+        "worst_dpd": [rnd.choice([0, 0, 0, 15, 45]) for _ in users],
+        "utilisation": [rnd.uniform(0, 1) for _ in users],
+        "monthly_spend": [rnd.uniform(100, 20_000) for _ in users],
+        "monthly_txns": [rnd.uniform(1, 80) for _ in users],
+        "merchant_categories": [rnd.randint(1, 15) for _ in users],
+        "active_days_30d": [rnd.randint(0, 30) for _ in users],
+        "other_products": [rnd.randint(0, 3) for _ in users],
+        "obligations": [rnd.uniform(0, 5000) for _ in users],
+        "fraud_risk": [rnd.betavariate(1, 12) for _ in users],
+        "relational_risk": [rnd.betavariate(1, 8) for _ in users],
+        "own_risk": [rnd.betavariate(1, 12) for _ in users],
+        "model_version": ["bench-1"] * n_users,
+        "scored_at": [1_700_000_000_000] * n_users,
+    })
+    devices = [f"d{i:07d}" for i in range(n_users // 2)]
+    phones = [f"p{i:07d}" for i in range(int(n_users * 0.8))]
+    store.upsert_nodes("Device", {"id": devices})
+    store.upsert_nodes("Phone", {"id": phones})
+    store.upsert_nodes("Product", {"id": ["bnpl", "cash"], "kind": ["bnpl", "cash_loan"]})
+    store.upsert_relationships("USES", {"src": users, "dst": [rnd.choice(devices) for _ in users]})
+    store.upsert_relationships("HAS_PHONE", {"src": users,
+                                             "dst": [rnd.choice(phones) for _ in users]})
+    pairs = [(rnd.choice(users), rnd.choice(users)) for _ in range(n_users // 2)]
+    store.upsert_relationships("TRANSFERRED", {"src": [a for a, _ in pairs],
+                                               "dst": [b for _, b in pairs],
+                                               "id": [f"t{i}" for i in range(len(pairs))]})
+    refs = rnd.sample(users, n_users // 10)
+    store.upsert_relationships("REFERRED", {"src": refs, "dst": [rnd.choice(users) for _ in refs]})
+    store.upsert_relationships("HOLDS", {
+        "src": users + users[::2], "dst": ["bnpl"] * n_users + ["cash"] * len(users[::2]),
+        "limit": [rnd.choice([2000.0, 5000.0, 10000.0]) for _ in range(n_users + len(users[::2]))],
+        "balance": [rnd.uniform(0, 2000) for _ in range(n_users + len(users[::2]))],
+        "status": ["active"] * (n_users + len(users[::2])),
+    })
+    store.close()
+    return users
+
+
+def serve(graph: Path, home: Path, port: int, keys: str) -> None:
+    """Child process: the API on uvicorn, logs at warning."""
+    import uvicorn
+
+    from api import logs
+    from api.server import create_app
+    from api.settings import Settings, parse_api_keys
+    from graph.embedded import EmbeddedStore
+
+    logs.configure("warning")
+    store = EmbeddedStore(graph)
+    store.init()
+    settings = Settings(home=home, api_keys=parse_api_keys(keys))
+    uvicorn.Server(uvicorn.Config(create_app(store, settings, owns_store=True),
+                                  host="127.0.0.1", port=port, log_config=None,
+                                  access_log=False, log_level="warning")).run()
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def summary(lat: list[float], seconds: float, errors: int) -> dict[str, Any]:
+    return {"requests": len(lat), "errors": errors, "rps": round(len(lat) / seconds, 1),
+            "p50_ms": round(pct(lat, 0.50) * 1000, 3), "p99_ms": round(pct(lat, 0.99) * 1000, 3),
+            "mean_ms": round(statistics.fmean(lat) * 1000, 3) if lat else None}
+
+
+async def load(url: str, key: str, query: str, users: list[str], concurrency: int,
+               seconds: float, warmup: float) -> dict[str, Any]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    lat: list[float] = []
+    errors = 0
+    rnd = random.Random(3)
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop = measure_from + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while True:
+                body = json.dumps({"query": query, "variables": {"id": rnd.choice(users)}})
+                t0 = time.perf_counter()
+                if t0 >= stop:
+                    return
+                async with session.post(url, data=body) as r:
+                    payload = await r.json()
+                t1 = time.perf_counter()
+                if t0 >= measure_from:
+                    lat.append(t1 - t0)
+                    if r.status != 200 or payload.get("errors"):
+                        errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return summary(lat, seconds, errors)
+
+
+def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, Any]:
+    """The same operations without HTTP: schema.execute, and the functions under it."""
+    from api import services
+    from api.auth import Principal
+    from api.context import Context, Runtime
+    from api.dataloaders import linked_accounts_many
+    from api.errors import ServiceUnavailableError
+    from api.schema import schema
+    from api.settings import Settings
+    from graph import queries
+    from graph.embedded import EmbeddedStore
+
+    store = EmbeddedStore(graph)
+    store.init()
+    settings = Settings(home=home)
+    rt = Runtime.build(store, settings)
+    rnd = random.Random(5)
+    out: dict[str, Any] = {}
+
+    def timed(fn: Any) -> list[float]:
+        lat = []
+        for _ in range(n):
+            uid = rnd.choice(users)
+            t0 = time.perf_counter()
+            fn(uid)
+            lat.append(time.perf_counter() - t0)
+        return lat
+
+    loop = asyncio.new_event_loop()
+
+    def gql_call(query: str, role: str) -> Any:
+        def call(uid: str) -> None:
+            ctx = Context(rt, Principal(role, role), "bench")
+            r = loop.run_until_complete(
+                schema.execute(query, variable_values={"id": uid}, context_value=ctx))
+            assert not r.errors, r.errors
+        return call
+
+    try:
+        services.decide_limit(store, settings, users[0], dry_run=True)
+        have_limits = True
+    except ServiceUnavailableError:
+        have_limits = False
+    if have_limits:
+        out["decideLimit_function"] = summary(timed(
+            lambda uid: services.decide_limit(store, settings, uid, dry_run=True)), 1, 0)
+        out["decideLimit_schema_execute"] = summary(timed(gql_call(DECIDE, "limit_engine")), 1, 0)
+    out["risk_function"] = summary(timed(lambda uid: store.get_nodes("User", [uid])), 1, 0)
+    out["risk_schema_execute"] = summary(timed(gql_call(RISK, "limit_engine")), 1, 0)
+    out["linked_function"] = summary(timed(
+        lambda uid: queries.linked_accounts(store, uid, depth=2)), 1, 0)
+    out["linked_batched_function"] = summary(timed(
+        lambda uid: linked_accounts_many(store, [uid], depth=2)), 1, 0)
+    out["linked_schema_execute"] = summary(timed(gql_call(LINKED, "investigator")), 1, 0)
+    for v in out.values():
+        if isinstance(v, dict):
+            v.pop("rps", None)
+            v.pop("requests", None)
+            v.pop("errors", None)
+    loop.close()
+    rt.close()
+    store.close()
+    out["have_limits_service"] = have_limits
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--in-process-n", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/api.json"))
+    ap.add_argument("--serve", nargs=4, metavar=("GRAPH", "HOME", "PORT", "KEYS"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(Path(args.serve[0]), Path(args.serve[1]), int(args.serve[2]), args.serve[3])
+        return 0
+
+    from api.settings import new_api_key
+    from tests.bolt_server import free_port
+
+    load_start = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="riskgraph-bench-api-") as tmp:
+        graph, home = Path(tmp) / "graph", Path(tmp) / "home"
+        t0 = time.perf_counter()
+        users = build_graph(graph, args.users)
+        print(f"graph of {args.users:,} users built in {time.perf_counter() - t0:.1f} s")
+        base = in_process(graph, home, users, args.in_process_n)
+
+        keys = {r: new_api_key(r) for r in ("investigator", "limit_engine")}
+        port = free_port()
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(graph), str(home), str(port),
+             ",".join(e for _, e in keys.values())],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/graphql"
+            _wait(f"http://127.0.0.1:{port}/healthz", child)
+            engine_query = DECIDE if base["have_limits_service"] else RISK
+            engine_name = "decideLimit" if base["have_limits_service"] else "risk"
+            http: dict[str, Any] = {}
+            for name, query, role in [(engine_name, engine_query, "limit_engine"),
+                                      ("linkedAccounts_depth2", LINKED, "investigator")]:
+                key = keys[role][0]
+                http[name] = {
+                    f"c{args.concurrency}": asyncio.run(load(
+                        url, key, query, users, args.concurrency, args.seconds, args.warmup)),
+                    "c1": asyncio.run(load(url, key, query, users, 1, min(args.seconds, 5.0),
+                                           0.5)),
+                }
+        finally:
+            child.terminate()
+            child.wait(10)
+
+    fn_key = "decideLimit" if base["have_limits_service"] else "risk"
+    ratios = {
+        engine_name: {
+            "http_c1_over_schema_execute_p50": _ratio(http[engine_name]["c1"]["p50_ms"],
+                                                     base[f"{fn_key}_schema_execute"]["p50_ms"]),
+            "http_c1_over_function_p50": _ratio(http[engine_name]["c1"]["p50_ms"],
+                                               base[f"{fn_key}_function"]["p50_ms"]),
+        },
+        "linkedAccounts_depth2": {
+            "http_c1_over_schema_execute_p50": _ratio(
+                http["linkedAccounts_depth2"]["c1"]["p50_ms"],
+                base["linked_schema_execute"]["p50_ms"]),
+            "http_c1_over_function_p50": _ratio(http["linkedAccounts_depth2"]["c1"]["p50_ms"],
+                                               base["linked_function"]["p50_ms"]),
+        },
+    }
+    c = f"c{args.concurrency}"
+    eng = http[engine_name][c]
+    result = {
+        "benchmark": "api",
+        "machine": machine_info(),
+        # other work on the machine skews every figure; recorded so a reader can tell
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "config": {"users": args.users, "seconds": args.seconds,
+                   "concurrency": args.concurrency, "store": "embedded",
+                   "server": "uvicorn, 1 process", "scores": "precomputed"},
+        "http": http,
+        "in_process": base,
+        "ratios": ratios,
+        "targets": {
+            "engine_operation": engine_name,
+            "rps_at_least_500": eng["rps"] >= 500,
+            "p99_at_most_50ms": eng["p99_ms"] <= 50,
+            "http_at_most_3x_schema_execute": all(
+                r["http_c1_over_schema_execute_p50"] <= 3 for r in ratios.values()),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'operation':<24}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, runs in http.items():
+        for cl, s in runs.items():
+            print(f"{name:<24}{cl[1:]:>8}{s['rps']:>10}{s['p50_ms']:>10}{s['p99_ms']:>10}"
+                  f"{s['errors']:>8}")
+    print("in-process p50 ms:", {k: v["p50_ms"] for k, v in base.items() if isinstance(v, dict)})
+    print("ratios:", json.dumps(ratios))
+    print("targets:", json.dumps(result["targets"]))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("nan")
+
+
+def _wait(url: str, child: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit("the API server exited before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the API server did not come up in 30 s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

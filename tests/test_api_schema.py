@@ -1,0 +1,409 @@
+"""The GraphQL schema through schema.execute, no HTTP: reads, pagination, DataLoader
+batching, safety limits, error codes, flags and the service seams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from api import services
+from api.auth import Principal
+from api.context import Context, Runtime
+from api.dataloaders import linked_accounts_many, rings_of_many
+from api.schema import schema
+from api.settings import Settings
+from graph import queries
+from graph.embedded import EmbeddedStore
+from graph.store import GraphStore
+from tests.api_graph import USERS, load_small_graph
+
+
+@pytest.fixture
+def runtime(embedded_store: GraphStore, tmp_path: Path) -> Runtime:
+    load_small_graph(embedded_store)
+    rt = Runtime.build(embedded_store, Settings(home=tmp_path / "home"))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def fake_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.api_fake_services as fake
+
+    fake.history.clear()
+    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.api_fake_services")
+    monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
+
+
+def run(rt: Runtime, query: str, variables: dict[str, Any] | None = None,
+        role: str = "investigator") -> tuple[Any, list[dict[str, Any]]]:
+    ctx = Context(rt, Principal(role, f"{role}:test"), "req-1")
+    result = asyncio.run(schema.execute(query, variable_values=variables, context_value=ctx))
+    return result.data, [e.formatted for e in result.errors or []]
+
+
+def codes(errors: list[dict[str, Any]]) -> list[str]:
+    return [e["extensions"]["code"] for e in errors]
+
+
+def test_user_reads_scores_features_products_and_limits(runtime: Runtime) -> None:
+    data, errors = run(runtime, """{ user(id: "u01") {
+        id fraudRisk relationalRisk modelVersion creditFeatures { creditScore income }
+        products { productId limit balance product { kind } }
+        limits { totalLimit totalBalance lines { line limit available } } } }""")
+    assert errors == []
+    u = data["user"]
+    assert (u["id"], u["fraudRisk"], u["modelVersion"]) == ("u01", 0.9, "test-1")
+    assert u["creditFeatures"] == {"creditScore": 600, "income": 120000.0}
+    assert [p["product"]["kind"] for p in u["products"]] == ["bnpl", "cash_loan"]
+    assert u["limits"]["lines"] == [
+        {"line": "bnpl", "limit": 5000.0, "available": 3800.0},
+        {"line": "cash_loan", "limit": 20000.0, "available": 20000.0},
+    ]
+    assert u["limits"]["totalLimit"] == 25000.0
+
+
+def test_pii_is_masked_for_the_limit_engine_only(runtime: Runtime) -> None:
+    q = '{ user(id: "u02") { profile { name city masked } } }'
+    for role, name in [("investigator", "Nameu02"), ("admin", "Nameu02"),
+                       ("limit_engine", "N***")]:
+        data, errors = run(runtime, q, role=role)
+        assert errors == []
+        assert data["user"]["profile"]["name"] == name
+        assert data["user"]["profile"]["masked"] is (role == "limit_engine")
+
+
+LINKED_PAGE = """query($id: ID!, $depth: Int!, $first: Int!, $after: String, $via: [LinkType!]) {
+  user(id: $id) { linkedAccounts(depth: $depth, first: $first, after: $after, via: $via) {
+    totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+    edges { cursor depth strength node { id } links { relType itemId fromUser } } } } }"""
+
+
+def test_linked_accounts_pages_walk_the_ranked_order(runtime: Runtime) -> None:
+    expected = [a.user_id for a in queries.linked_accounts(runtime.store, "u01", depth=3)]
+    assert expected == ["u02", "u03", "u04"]
+    seen, after = [], None
+    for _ in range(10):
+        data, errors = run(runtime, LINKED_PAGE,
+                           {"id": "u01", "depth": 3, "first": 1, "after": after})
+        assert errors == []
+        conn = data["user"]["linkedAccounts"]
+        assert conn["totalCount"] == 3
+        seen += [e["node"]["id"] for e in conn["edges"]]
+        assert conn["pageInfo"]["hasPreviousPage"] is (after is not None)
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        after = conn["pageInfo"]["endCursor"]
+    assert seen == expected
+    # u04 comes at depth 2, through the phone u03 shares
+    data, _ = run(runtime, LINKED_PAGE, {"id": "u01", "depth": 2, "first": 5})
+    last = data["user"]["linkedAccounts"]["edges"][-1]
+    assert last["depth"] == 2 and last["links"] == [
+        {"relType": "HAS_PHONE", "itemId": "p1", "fromUser": "u03"}]
+
+
+def test_linked_accounts_edges_of_paging(runtime: Runtime) -> None:
+    data, errors = run(runtime, LINKED_PAGE, {"id": "u01", "depth": 1, "first": 0})
+    assert errors == [] and data["user"]["linkedAccounts"]["edges"] == []
+    assert data["user"]["linkedAccounts"]["pageInfo"]["hasNextPage"] is True
+    data, _ = run(runtime, LINKED_PAGE, {"id": "u08", "depth": 2, "first": 5})
+    assert data["user"]["linkedAccounts"]["totalCount"] == 0  # only a device to itself
+    data, _ = run(runtime, LINKED_PAGE, {"id": "u05", "depth": 1, "first": 5,
+                                         "via": ["TRANSFERRED"]})
+    edges = data["user"]["linkedAccounts"]["edges"]
+    assert edges == []  # u05 only referred; the transfers are u06's
+    data, _ = run(runtime, LINKED_PAGE, {"id": "u06", "depth": 1, "first": 5,
+                                         "via": ["TRANSFERRED"]})
+    assert [e["node"]["id"] for e in data["user"]["linkedAccounts"]["edges"]] == ["u07"]
+    for variables, code in [
+        ({"first": 101}, "BAD_USER_INPUT"),
+        ({"first": -1}, "BAD_USER_INPUT"),
+        ({"depth": 5}, "BAD_USER_INPUT"),
+        ({"after": "not-a-cursor"}, "BAD_USER_INPUT"),
+        ({"after": "WyJyaW5ncyIsWy00LCJyaW5nOnUwMSJdXQ=="}, "BAD_USER_INPUT"),  # a rings cursor
+        ({"via": ["NOT_A_LINK"]}, "BAD_USER_INPUT"),
+        ({"id": "nobody"}, "NOT_FOUND"),
+        ({"id": "x" * 300}, "BAD_USER_INPUT"),
+    ]:
+        v = {"id": "u01", "depth": 1, "first": 5, **variables}
+        _, errors = run(runtime, LINKED_PAGE, v)
+        assert codes(errors) == [code], (variables, errors)
+        assert "Traceback" not in json.dumps(errors)
+
+
+def test_rings_ring_and_users_pagination(runtime: Runtime) -> None:
+    data, errors = run(runtime, """{ rings(first: 1) { totalCount pageInfo { hasNextPage endCursor }
+        edges { node { id size risk { maxFraudRisk } members { id } } } } }""")
+    assert errors == []
+    assert data["rings"]["totalCount"] == 2
+    first = data["rings"]["edges"][0]["node"]
+    assert first == {"id": "ring:u01", "size": 4, "risk": {"maxFraudRisk": 0.9},
+                     "members": [{"id": u} for u in ["u01", "u02", "u03", "u04"]]}
+    after = data["rings"]["pageInfo"]["endCursor"]
+    data, _ = run(runtime, 'query($a: String) { rings(first: 5, after: $a) { edges '
+                           '{ node { id } } pageInfo { hasNextPage } } }', {"a": after})
+    assert data["rings"]["edges"] == [{"node": {"id": "ring:u05"}}]
+    assert data["rings"]["pageInfo"]["hasNextPage"] is False
+    data, errors = run(runtime, '{ ring(id: "ring:u02") { id } }')  # u02 is not the smallest
+    assert codes(errors) == ["NOT_FOUND"]
+    data, errors = run(runtime, '{ ring(id: "ring:u05") { size directLinks { relType count } } }')
+    assert data["ring"]["directLinks"] == [{"relType": "REFERRED", "count": 1},
+                                           {"relType": "TRANSFERRED", "count": 2}]
+    ids, after = [], None
+    while True:
+        data, errors = run(runtime, 'query($a: String) { users(first: 2, after: $a, '
+                           'filter: {city: "Shanghai"}) { edges { node { id } } '
+                           'pageInfo { hasNextPage endCursor } } }', {"a": after})
+        assert errors == []
+        ids += [e["node"]["id"] for e in data["users"]["edges"]]
+        if not data["users"]["pageInfo"]["hasNextPage"]:
+            break
+        after = data["users"]["pageInfo"]["endCursor"]
+    assert ids == USERS[6:]
+    data, _ = run(runtime, '{ users(first: 3, filter: {minFraudRisk: 0.45}) '
+                           '{ edges { node { id } } } }')
+    assert [e["node"]["id"] for e in data["users"]["edges"]] == ["u01", "u02", "u03"]
+
+
+def test_link_type_enum_names_every_link_type() -> None:
+    from api.types import LinkType
+
+    assert [t.value for t in LinkType] == list(queries.LINK_TYPES)
+
+
+def test_device_merchant_product_and_unknown_ids(runtime: Runtime) -> None:
+    data, errors = run(runtime, '{ device(id: "d1") { kind users { id } } '
+                                'merchant(id: "m1") { name } product(id: "cash") { kind } }')
+    assert errors == []
+    assert data["device"]["users"] == [{"id": "u01"}, {"id": "u02"}, {"id": "u03"}]
+    assert (data["merchant"]["name"], data["product"]["kind"]) == ("Tea House", "cash_loan")
+    data, errors = run(runtime, '{ user(id: "zz") { id } device(id: "zz") { id } }')
+    assert data == {"user": None, "device": None}
+    assert codes(errors) == ["NOT_FOUND", "NOT_FOUND"]
+
+
+@pytest.mark.parametrize("query, code", [
+    ("{ user(id: 1 { id } }", "GRAPHQL_PARSE_FAILED"),
+    ("{ user(id: \"u01\") { nosuchfield } }", "GRAPHQL_VALIDATION_FAILED"),
+    ("{ user { id } }", "GRAPHQL_VALIDATION_FAILED"),
+    ("{ " + " ".join(f"a{i}: me {{ role }}" for i in range(40)) + " }",
+     "GRAPHQL_VALIDATION_FAILED"),  # alias bomb
+    ("{ users { edges { node { linkedAccounts { edges { node { linkedAccounts { edges { node {"
+     " linkedAccounts { edges { node { id } } } } } } } } } } } } }", "QUERY_TOO_DEEP"),
+    ("{ users(first: 100) { edges { node { linkedAccounts(depth: 4, first: 100) "
+     "{ edges { node { id } } } } } } }", "QUERY_TOO_COSTLY"),
+    ("{ a: rings { totalCount } b: rings(minSize: 4) { totalCount } "
+     "c: rings(minSize: 5) { edges { node { members(first: 100) { ring { id } } } } } }",
+     "QUERY_TOO_COSTLY"),
+])
+def test_bombs_and_malformed_queries_get_codes(runtime: Runtime, query: str, code: str) -> None:
+    data, errors = run(runtime, query, role="admin")
+    assert code in codes(errors), errors
+    assert data is None
+
+
+def test_cost_uses_variables_and_introspection_is_free(runtime: Runtime) -> None:
+    q = ("query($n: Int!) { users(first: $n) { edges { node { "
+         "linkedAccounts(depth: 3, first: $n) { edges { node { id } } } } } } }")
+    _, errors = run(runtime, q, {"n": 100})
+    assert codes(errors) == ["QUERY_TOO_COSTLY"]
+    _, errors = run(runtime, q, {"n": 2})
+    assert errors == []
+    data, errors = run(runtime, "{ __schema { queryType { name } types { name fields "
+                                "{ name type { name ofType { name ofType { name } } } } } } }")
+    assert errors == [] and data["__schema"]["queryType"]["name"] == "Query"
+    _, errors = run(runtime, '{ user(id: "u01") { id } }', {"x": {"nested": [1, 2]}})
+    assert errors == []
+    _, errors = run(runtime, 'query($id: ID!) { user(id: $id) { id } }', {"id": {"a": 1}})
+    assert codes(errors) == ["BAD_USER_INPUT"]
+
+
+class CountingStore:
+    """A real store behind a proxy that counts the calls made to it."""
+
+    def __init__(self, inner: GraphStore) -> None:
+        self._inner = inner
+        self.calls: dict[str, int] = {}
+        self.name = inner.name
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+def random_graph(store: GraphStore, n_users: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    users = [f"r{i:04d}" for i in range(n_users)]
+    store.upsert_nodes("User", {"id": users, "fraud_risk": [rnd.random() for _ in users]})
+    devices = [f"dev{i}" for i in range(max(1, n_users // 3))]
+    phones = [f"ph{i}" for i in range(max(1, n_users // 4))]
+    store.upsert_nodes("Device", {"id": devices})
+    store.upsert_nodes("Phone", {"id": phones})
+    store.upsert_relationships("USES", {"src": users,
+                                        "dst": [rnd.choice(devices) for _ in users]})
+    some = rnd.sample(users, n_users // 2)
+    store.upsert_relationships("HAS_PHONE", {"src": some,
+                                             "dst": [rnd.choice(phones) for _ in some]})
+    pairs = [(rnd.choice(users), rnd.choice(users)) for _ in range(n_users // 3)]
+    store.upsert_relationships("TRANSFERRED", {"src": [a for a, _ in pairs],
+                                               "dst": [b for _, b in pairs],
+                                               "id": [f"t{i}" for i in range(len(pairs))]})
+    return users
+
+
+PAGE_WITH_LINKS = """query($n: Int!) { users(first: $n) { edges { node { id fraudRisk
+  linkedAccounts(depth: 2, first: 10) { totalCount edges { node { id fraudRisk } } } } } } }"""
+
+
+def test_a_page_of_users_with_linked_accounts_costs_bounded_store_calls(
+    embedded_store: GraphStore, tmp_path: Path
+) -> None:
+    random_graph(embedded_store, 200, seed=7)
+    counts = {}
+    for n in (5, 50):
+        store = CountingStore(embedded_store)
+        rt = Runtime.build(store, Settings(home=tmp_path))  # type: ignore[arg-type]
+        data, errors = run(rt, PAGE_WITH_LINKS, {"n": n})
+        rt.close()
+        assert errors == [] and len(data["users"]["edges"]) == n
+        assert sum(e["node"]["linkedAccounts"]["totalCount"] for e in data["users"]["edges"]) > n
+        counts[n] = store.total
+    # one scan (node_ids + get_nodes), one missing_nodes, at most 6 adjacent calls per
+    # level for two levels, one get_nodes for the linked users: independent of page size
+    assert counts[50] <= 16, counts
+    assert counts[50] == counts[5]
+
+
+@hsettings(max_examples=15, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 25), depth=st.integers(1, 3),
+       via=st.sampled_from([None, ("USES",), ("HAS_PHONE", "TRANSFERRED")]))
+def test_batched_searches_match_the_per_user_queries(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, n: int, depth: int,
+    via: tuple[str, ...] | None,
+) -> None:
+    store = EmbeddedStore(tmp_path_factory.mktemp("g") / "graph")
+    store.init()
+    try:
+        users = random_graph(store, n, seed)
+        many = linked_accounts_many(store, users + ["ghost"], depth, via)
+        assert isinstance(many["ghost"], Exception)
+        rings = rings_of_many(store, users)
+        for u in users:
+            assert many[u] == queries.linked_accounts(store, u, depth=depth, via=via)
+            assert rings[u] == queries.ring_of(store, u)
+    finally:
+        store.close()
+
+
+def test_services_missing_answer_unavailable(runtime: Runtime,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.no_such_limits_module")
+    monkeypatch.setattr(services, "GNN_MODULE", "tests.no_such_gnn_module")
+    data, errors = run(runtime, 'mutation { decideLimit(userId: "u01") { action } }',
+                       role="limit_engine")
+    assert data == {"decideLimit": None} and codes(errors) == ["UNAVAILABLE"]
+    data, errors = run(runtime, '{ user(id: "u01") { id explanation { modelVersion } '
+                                'decisionHistory { action } } }', role="admin")
+    assert data["user"]["id"] == "u01"
+    assert sorted(codes(errors)) == ["UNAVAILABLE", "UNAVAILABLE"]
+
+
+def test_decide_rescore_review_through_the_service_seams(
+    runtime: Runtime, fake_services: None
+) -> None:
+    data, errors = run(runtime, """mutation { decideLimit(userId: "u01", dryRun: false) {
+        userId action dryRun policyVersion decidedAt lines { line current limit change }
+        reasons { code en zh } counterfactuals { lever needed en zh } } }""",
+                       role="limit_engine")
+    assert errors == []
+    d = data["decideLimit"]
+    assert (d["action"], d["dryRun"], d["policyVersion"]) == ("decrease", False, "fake-1")
+    assert d["lines"] == [{"line": "bnpl", "current": 5000.0, "limit": 2500.0,
+                           "change": -2500.0}]
+    assert d["reasons"][0]["zh"].startswith("欺诈风险")
+    assert d["counterfactuals"][0]["needed"] == "0.5"
+    assert runtime.metrics.decisions.value("decrease", "false") == 1
+    assert [a["action"] for a in runtime.actions.read()] == ["decideLimit"]
+    data, _ = run(runtime, '{ user(id: "u01") { decisionHistory { action dryRun } } }')
+    assert data["user"]["decisionHistory"] == [{"action": "decrease", "dryRun": False}]
+
+    data, errors = run(runtime, 'mutation { rescoreUser(userId: "u08") { fraudRisk '
+                                'relationalRisk modelVersion } }', role="limit_engine")
+    assert errors == []
+    assert data["rescoreUser"] == {"fraudRisk": 0.33, "relationalRisk": 0.22,
+                                   "modelVersion": "fake-rescore"}
+    data, errors = run(runtime, 'mutation { reviewLimits(userIds: ["u01", "u02", "u08"]) '
+                                '{ reviewed dryRun byAction { action count } } }', role="admin")
+    assert errors == []
+    assert data["reviewLimits"] == {"reviewed": 3, "dryRun": True, "byAction": [
+        {"action": "decrease", "count": 2}, {"action": "hold", "count": 1}]}
+    data, errors = run(runtime, 'mutation { decideLimit(userId: "nobody") { action } }',
+                       role="admin")
+    assert codes(errors) == ["NOT_FOUND"]
+
+
+def test_unexpected_errors_are_masked(runtime: Runtime, fake_services: None) -> None:
+    data, errors = run(runtime, 'mutation { decideLimit(userId: "u12") { action } }',
+                       role="admin")
+    assert codes(errors) == ["INTERNAL"]
+    assert "secret" not in json.dumps(errors) and "req-1" in errors[0]["message"]
+
+
+def test_flags_are_stored_audited_and_read_back(runtime: Runtime) -> None:
+    data, errors = run(runtime, 'mutation { flagUser(userId: "u03", reason: "shares d1 '
+                                'with two flagged accounts") { id userId by reason } }')
+    assert errors == []
+    assert data["flagUser"]["by"] == "investigator:test"
+    lines = (runtime.settings.flags_dir / "flags.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["user_id"] == "u03"
+    audit = runtime.actions.read()
+    assert audit[0]["action"] == "flagUser" and audit[0]["request_id"] == "req-1"
+    # a second runtime (another server process) reads the same file
+    other = Runtime.build(runtime.store, runtime.settings)
+    data, _ = run(other, '{ user(id: "u03") { flags { reason by } } }')
+    other.close()
+    assert data["user"]["flags"] == [{"reason": "shares d1 with two flagged accounts",
+                                      "by": "investigator:test"}]
+    for reason in ["", "   ", "x" * 2001]:
+        _, errors = run(runtime, 'mutation($r: String!) { flagUser(userId: "u03", reason: $r) '
+                                 '{ id } }', {"r": reason})
+        assert codes(errors) == ["BAD_USER_INPUT"]
+    _, errors = run(runtime, 'mutation { flagUser(userId: "nobody", reason: "x") { id } }')
+    assert codes(errors) == ["NOT_FOUND"]
+
+
+def test_logs_are_json_lines_with_the_request_id() -> None:
+    import io
+    import logging
+
+    from api import logs
+
+    stream = io.StringIO()
+    logs.configure("info", stream)
+    token = logs.request_id_var.set("rid-7")
+    try:
+        logging.getLogger("riskgraph.api").info("request", extra={"status": 200})
+    finally:
+        logs.request_id_var.reset(token)
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert (line["msg"], line["request_id"], line["status"]) == ("request", "rid-7", 200)
