@@ -14,6 +14,7 @@ Global algorithms (rings) export arrays and run on scipy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sqlite3
@@ -47,6 +48,7 @@ _SQL_TYPE = {
 }
 _CHUNK = 20_000  # ids per IN (...) list
 _UNION_MAX = 128  # subqueries per compound statement (SQLite allows 500)
+_BULK_MIN_ROWS = 500_000  # below this, index upkeep during a load is cheap enough
 
 
 @functools.lru_cache(maxsize=512)
@@ -305,6 +307,28 @@ class EmbeddedStore:
             )
         return conn.total_changes - before
 
+    @contextlib.contextmanager
+    def bulk(self, rel_type_: str, expected_rows: int) -> Iterator[None]:
+        """When a load will at least double a relationship table, drop its reverse
+        index for the load and rebuild it by one sort at the end: random inserts into
+        a second B-tree cost more than the rebuild. A crash inside leaves the index
+        missing; the next init() builds it again."""
+        rel_type(rel_type_)
+        conn = self._conn()
+        table = _rtable(rel_type_)
+        have = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        if expected_rows < max(_BULK_MIN_ROWS, have):
+            yield
+            return
+        index = _q("ri_" + rel_type_)
+        conn.execute(f"PRAGMA cache_size=-{max(self.cache_mb, 1024) * 1024}")
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+        try:
+            yield
+        finally:
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (dst, src, key)")
+            conn.execute(f"PRAGMA cache_size=-{int(self.cache_mb) * 1024}")
+
     # -- reads -------------------------------------------------------------------
     def _chunks(self, ids: Sequence[str]) -> Iterator[list[str]]:
         ids = [str(i) for i in ids]
@@ -316,7 +340,7 @@ class EmbeddedStore:
         conn = self._conn()
         wanted = {str(i) for i in ids}
         found: set[str] = set()
-        for chunk in self._chunks(sorted(wanted)):
+        for chunk in self._chunks(list(wanted)):
             marks = ",".join("?" * len(chunk))
             found.update(r[0] for r in conn.execute(
                 f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))

@@ -9,10 +9,11 @@ servers where Neo4j would wait for the lock).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal, TypeVar
 
 import neo4j
@@ -225,6 +226,10 @@ class Neo4jStore:
         return self._write(doing, work)
 
     # -- reads ---------------------------------------------------------------------------
+    def bulk(self, rel_type: str, expected_rows: int) -> AbstractContextManager[None]:
+        """Neo4j keeps its indexes online; nothing to defer."""
+        return contextlib.nullcontext()
+
     def missing_nodes(self, label: str, ids: Sequence[str]) -> set[str]:
         node_type(label)
         wanted = _unique(ids)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,15 +33,15 @@ MAX_DIRECT_LINKS_PER_USER = 1000
 LINK_TYPES: tuple[str, ...] = SHARED_ITEM_RELS + USER_USER_RELS
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Link:
-    """One reason two users are tied: a shared item, or a direct relationship."""
+class Link(NamedTuple):
+    """One reason two users are tied: a shared item, or a direct relationship. A
+    tuple, because a depth-2 query can make thousands and sort them."""
 
     rel_type: str
     item_label: str  # "User" for direct links
     item_id: str  # the shared item's id; for direct links, the other user's id
     from_user: str  # the user on the previous level it was reached from
-    count: int = 1  # transfers between the pair, or 1
+    count: int = 1  # relationships between the pair (both directions), or 1
 
 
 @dataclass

@@ -15,6 +15,7 @@ answers on the same data.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -77,6 +78,10 @@ class GraphStore(Protocol):
         scored_at_ms: int,
     ) -> int:
         """Set score properties on existing users; returns how many were updated."""
+
+    def bulk(self, rel_type: str, expected_rows: int) -> AbstractContextManager[None]:
+        """Many writes of one relationship type follow (a file load). The store may
+        defer index upkeep until the block ends; reads inside it stay correct."""
 
     # -- reads -----------------------------------------------------------------
     def missing_nodes(self, label: str, ids: Sequence[str]) -> set[str]:
