@@ -6,7 +6,9 @@ written back. The engine (limits/) never sees the store; this module never decid
   line), its ring (graph.queries.ring_of) and the last raises in the audit trail.
 * ``review`` streams every user (export_nodes / export_relationships, merged by id,
   rings computed once), decides in batches, records each batch in the audit trail and
-  only then writes the batch's changes back to the store.
+  only then writes the batch's changes back to the store. With ``workers`` > 1 the
+  decisions (and their record texts) are made in worker processes while this process
+  streams the next batch and stays the single writer of the chain and the store.
 * ``apply`` writes a decision: HOLDS ``limit``, ``temp_limit``, ``temp_until``,
   ``status``; opening a line creates the HOLDS relationship to the line's product.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ from graph.errors import NotFoundError
 from graph.model import CREDIT_PROPERTIES, SCORE_PROPERTIES, Node
 from graph.store import GraphStore
 from limits.audit import AuditLog
+from limits.bulk import Outcome, decide_outcomes, init_worker, outcome_of, worker_outcomes
 from limits.engine import Decision, decide
 from limits.errors import LimitsError
 from limits.features import LINES, LineState, Profile
@@ -33,6 +36,8 @@ from limits.policy import Policy
 USER_PROPS: tuple[str, ...] = ("lifecycle", *CREDIT_PROPERTIES, *SCORE_PROPERTIES)
 HOLDS_PROPS: tuple[str, ...] = ("limit", "balance", "status", "since", "temp_limit",
                                 "temp_until")
+# Profiles sent to a worker at a time: small enough to keep every process busy.
+_WORKER_CHUNK = 2_000
 _INT_FIELDS = {"months_on_book", "overdue_count", "worst_dpd", "merchant_categories",
                "active_days_30d", "other_products"}
 
@@ -112,7 +117,7 @@ class ReviewSummary:
     written: int = 0
     recorded: int = 0
 
-    def add(self, d: Decision) -> None:
+    def add(self, d: Decision | Outcome) -> None:
         self.users += 1
         self.actions[d.action] += 1
         if d.refer:
@@ -194,14 +199,7 @@ class LimitsService:
         )
 
     def _user_last_raises(self, user_id: str) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for rec in self.audit.history(user_id):
-            d = rec["decision"]
-            if rec.get("applied"):
-                for ld in d["lines"]:
-                    if ld["action"] == "raise":
-                        out[(user_id, ld["line"])] = int(d["decided_at_ms"])
-        return out
+        return self.audit.last_raises(user_id)
 
     def decide(self, user_id: str, *, apply: bool = True, at_ms: int | None = None) -> Decision:
         """Decide for one user with counterfactuals; when ``apply``, record and write it."""
@@ -247,25 +245,68 @@ class LimitsService:
 
     def review(self, *, dry_run: bool = False, batch_size: int = 20_000,
                progress: Callable[[int], None] | None = None,
-               at_ms: int | None = None) -> ReviewSummary:
-        """Re-evaluate every user. Without ``dry_run`` each batch is recorded, then applied."""
+               at_ms: int | None = None, workers: int = 1,
+               counterfactuals: bool = False) -> ReviewSummary:
+        """Re-evaluate every user. Without ``dry_run`` each batch is recorded, then applied.
+
+        ``workers`` > 1 decides in that many processes; the result, the records and
+        their order are the same as with one. Counterfactuals are searched only when
+        asked for (they cost many decisions per user)."""
         at = self.clock() if at_ms is None else at_ms
         summary = ReviewSummary()
         start = time.perf_counter()
         if not dry_run:
             self.audit.keep_policy(self.policy, self.policy_text)
-        for batch in self.profiles(at, batch_size):
-            decisions = [decide(p, self.policy) for p in batch]
-            for d in decisions:
-                summary.add(d)
+
+        def finish(outcomes: list[Outcome]) -> None:
+            for o in outcomes:
+                summary.add(o)
             if not dry_run:
-                summary.recorded += len(self.audit.append_many(
-                    decisions, applied=True, recorded_at_ms=self.clock()))
-                summary.written += self.apply(decisions)
+                summary.recorded += len(self.audit.append_entries(
+                    [o.entry for o in outcomes if o.entry is not None],
+                    applied=True, recorded_at_ms=self.clock()))
+                summary.written += self.apply(outcomes)
             if progress is not None:
-                progress(len(batch))
+                progress(len(outcomes))
+
+        if workers <= 1:
+            for batch in self.profiles(at, batch_size):
+                finish(decide_outcomes(batch, self.policy, record=not dry_run,
+                                       counterfactuals=counterfactuals))
+        else:
+            self._review_in_workers(at, batch_size, workers, not dry_run, counterfactuals,
+                                    finish)
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def _review_in_workers(self, at: int, batch_size: int, workers: int, record: bool,
+                           counterfactuals: bool,
+                           finish: Callable[[list[Outcome]], None]) -> None:
+        """Decide in ``workers`` processes, in chunks, while this process reads the next
+        profiles and records and applies finished batches, in id order and in the same
+        batches as one process would."""
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        chunk = max(1, min(batch_size, _WORKER_CHUNK))
+        ready: list[Outcome] = []
+
+        def collect(fut: Future[list[Outcome]]) -> None:
+            ready.extend(fut.result())
+            while len(ready) >= batch_size:
+                finish(ready[:batch_size])
+                del ready[:batch_size]
+
+        with ProcessPoolExecutor(workers, initializer=init_worker,
+                                 initargs=(self.policy,)) as ex:
+            pending: deque[Future[list[Outcome]]] = deque()
+            for profiles in self.profiles(at, chunk):
+                pending.append(ex.submit(worker_outcomes, (profiles, record, counterfactuals)))
+                while len(pending) > 2 * workers:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+        if ready:
+            finish(ready)
 
     def simulate(self, policies: Sequence[Policy], at_ms: int | None = None,
                  batch_size: int = 20_000) -> list[tuple[ReviewSummary, list[float]]]:
@@ -285,32 +326,32 @@ class LimitsService:
         return out
 
     # -- writing back ---------------------------------------------------------------
-    def apply(self, decisions: Iterable[Decision]) -> int:
+    def apply(self, decisions: Iterable[Decision | Outcome]) -> int:
         """Write the changed lines of ``decisions`` to HOLDS; returns rows written."""
         rows: dict[str, list[Any]] = {k: [] for k in ("src", "dst", "limit", "temp_limit",
                                                        "temp_until", "status", "since")}
         for d in decisions:
-            for ld in d.lines:
+            o = d if isinstance(d, Outcome) else outcome_of(d, record=False)
+            for ld in o.lines:
                 if ld.current_limit is None and ld.action != "open":
                     continue  # a line not held and not opened stays absent
-                old = d.inputs.lines.get(ld.line)
                 status = "frozen" if ld.action == "freeze" else "active"
                 unchanged = (
-                    old is not None and old.limit == ld.new_limit and old.status == status
-                    and old.temp_limit == ld.temp_limit
-                    and (ld.temp_limit == 0 or old.temp_until_ms == ld.temp_until_ms)
+                    ld.current_limit is not None and ld.current_limit == ld.new_limit
+                    and ld.held_status == status and ld.current_temp_limit == ld.temp_limit
+                    and (ld.temp_limit == 0 or ld.held_temp_until_ms == ld.temp_until_ms)
                 )
                 if unchanged:
                     continue
-                rows["src"].append(d.user_id)
+                rows["src"].append(o.user_id)
                 rows["dst"].append(self._product_id(ld.line))
                 rows["limit"].append(ld.new_limit)
                 rows["temp_limit"].append(ld.temp_limit)
                 # A stored value is never erased; an ended raise keeps 0 and its end time.
                 rows["temp_until"].append(ld.temp_until_ms if ld.temp_limit > 0
-                                          else d.decided_at_ms)
+                                          else o.decided_at_ms)
                 rows["status"].append(status)
-                rows["since"].append(d.decided_at_ms if ld.action == "open" else None)
+                rows["since"].append(o.decided_at_ms if ld.action == "open" else None)
         if not rows["src"]:
             return 0
         return self.store.upsert_relationships("HOLDS", rows).written

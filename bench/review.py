@@ -5,10 +5,16 @@ Two measurements:
 1. engine: decide() over N random profiles held in memory with precomputed scores, on
    one process and on all cores (one worker per core, profiles split in chunks); the
    baseline is a plain loop that only reads every field the engine reads.
-2. review: LimitsService.review over an embedded store of M users (dry run, then
-   applied with the audit trail), against a baseline that only streams the profiles.
+2. review: LimitsService.review over an embedded store of M users, in rounds; each round
+   runs, side by side on the same store: the baseline that only streams the profiles,
+   the dry run, and the recorded review (every decision in the hash-chained audit log,
+   synced per batch, then written back) in one process and with --workers processes.
+   Each recorded run starts from a fresh copy of the store and an empty audit log.
+   Medians over the rounds are reported, with the log's bytes per record, the time of
+   `audit verify` and of one `decide` against the log the review left.
 
-Usage: python bench/review.py [--users 200000] [--store-users 20000] [--out FILE.json]
+Usage: python bench/review.py [--users 100000] [--store-users 20000] [--rounds 3]
+       [--workers N] [--out FILE.json]
 Targets (issue 5): at least 5,000 users/s on 2 cores; 1M users in at most 5 minutes.
 """
 
@@ -18,6 +24,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -162,32 +170,79 @@ def build_store(path: Path, n: int) -> None:
     store.close()
 
 
-def bench_review(n: int, root: Path) -> dict[str, float]:
+def bench_review(n: int, root: Path, rounds: int, workers: int) -> dict[str, object]:
     from api.limits_service import LimitsService
     from graph.embedded import EmbeddedStore
     from limits.audit import AuditLog
     from limits.policy import parse_policy, read_policy_text
 
     build_store(root / "graph", n)
-    store = EmbeddedStore(root / "graph")
-    store.init()
     text = read_policy_text()[0]
-    svc = LimitsService(store, AuditLog(root / "audit"), parse_policy(text), text,
-                        clock=lambda: NOW)
-    _, t_base = timed(lambda: sum(len(b) for b in svc.profiles(NOW)))
-    dry, t_dry = timed(lambda: svc.review(dry_run=True))
-    applied, t_app = timed(lambda: svc.review(dry_run=False))
+    policy = parse_policy(text)
+
+    def service(graph: Path, audit: Path) -> tuple[LimitsService, EmbeddedStore]:
+        store = EmbeddedStore(graph)
+        store.init()
+        return LimitsService(store, AuditLog(audit), policy, text, clock=lambda: NOW), store
+
+    def recorded(k: int, w: int) -> tuple[float, dict[str, object]]:
+        graph, audit = root / f"graph-{k}-{w}", root / f"audit-{k}-{w}"
+        shutil.copytree(root / "graph", graph)
+        svc, store = service(graph, audit)
+        try:
+            s, t = timed(lambda: svc.review(workers=w))
+            log = AuditLog(audit)
+            res, t_verify = timed(log.verify)
+            assert res.ok and res.records == n, res
+            extra: dict[str, object] = {
+                "recorded": s.recorded, "written": s.written,
+                "bytes_per_record": log.path.stat().st_size / n,
+                "verify_records_per_s": n / t_verify,
+            }
+            # One decision against the log the review left: the index finds the user.
+            lat = []
+            for i in range(0, n, max(1, n // 20)):
+                _, t1 = timed(lambda i=i: svc.decide(f"u{i:08d}", apply=False))
+                lat.append(t1)
+            extra["decide_ms_median"] = statistics.median(lat) * 1000
+            return t, extra
+        finally:
+            store.close()
+            shutil.rmtree(graph)
+            shutil.rmtree(audit)
+
+    svc, store = service(root / "graph", root / "audit-dry")
+    t_base: list[float] = []
+    t_dry: list[float] = []
+    t_rec1: list[float] = []
+    t_recw: list[float] = []
+    extra: dict[str, object] = {}
+    for k in range(rounds):
+        t_base.append(timed(lambda: sum(len(b) for b in svc.profiles(NOW)))[1])
+        t_dry.append(timed(lambda: svc.review(dry_run=True))[1])
+        t, extra = recorded(k, 1)
+        t_rec1.append(t)
+        t_recw.append(recorded(k, workers)[0])
     store.close()
+    med = statistics.median
     return {
         "users": n,
-        "baseline_stream_profiles_users_per_s": n / t_base,
-        "review_dry_run_users_per_s": n / t_dry,
-        "review_applied_with_audit_users_per_s": n / t_app,
-        "review_dry_run_vs_baseline_ratio": t_base / t_dry,
-        "applied_records": applied.recorded,
-        "applied_line_writes": applied.written,
-        "audit_bytes_per_record": (root / "audit" / "decisions.jsonl").stat().st_size / n,
-        "projected_1M_dry_run_minutes": 1_000_000 / (n / t_dry) / 60,
+        "rounds": rounds,
+        "baseline_stream_profiles_users_per_s": n / med(t_base),
+        "review_dry_run_users_per_s": n / med(t_dry),
+        "review_recorded_1_process_users_per_s": n / med(t_rec1),
+        f"review_recorded_{workers}_workers_users_per_s": n / med(t_recw),
+        "review_dry_run_vs_baseline_ratio": med(t_base) / med(t_dry),
+        "review_recorded_1_process_vs_dry_run_ratio": med(t_dry) / med(t_rec1),
+        f"review_recorded_{workers}_workers_vs_dry_run_ratio": med(t_dry) / med(t_recw),
+        "recorded_records": extra["recorded"],
+        "recorded_line_writes": extra["written"],
+        "audit_bytes_per_record": extra["bytes_per_record"],
+        "audit_verify_records_per_s": extra["verify_records_per_s"],
+        "decide_one_user_after_review_ms": extra["decide_ms_median"],
+        "projected_1M_dry_run_minutes": 1_000_000 / (n / med(t_dry)) / 60,
+        f"projected_1M_recorded_{workers}_workers_minutes":
+            1_000_000 / (n / med(t_recw)) / 60,
     }
 
 
@@ -210,13 +265,16 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--store-users", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/results/review.json")
     args = ap.parse_args()
     result: dict[str, object] = {"machine": machine()}
     result["engine"] = bench_engine(args.users, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        result["review"] = bench_review(args.store_users, Path(tmp))
-    print(f"machine: {result['machine']}")
+        result["review"] = bench_review(args.store_users, Path(tmp), args.rounds,
+                                        args.workers)
+    result["loadavg_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"machine: {result['machine']}; load average after: {result['loadavg_after']}")
     for part in ("engine", "review"):
         print(f"\n{part}")
         for k, v in result[part].items():  # type: ignore[attr-defined]

@@ -9,6 +9,15 @@ Layout of the audit directory:
   the chain from that record on, which ``verify`` reports.
 * ``policies/<content_hash>.toml``: the text of every policy a record names, so a
   record can be re-run under the exact policy that made it (``replay``).
+* ``decisions.idx.sqlite``: user -> record offsets and the last applied raise per line
+  (limits.audit_index); derived from the log, rebuilt from it when missing or stale.
+
+A record keeps what a replay needs and what it decided, not what a replay recomputes:
+format 2 (``"format": 2``) holds the inputs (profile fields at their default left out),
+the policy and model versions, the action, per line the action, new and temporary
+limits and the reason codes, and for a single decision the counterfactuals' levers and
+values; texts, ceilings, targets and the assessment come back from ``replay``. Records
+without ``format`` are the earlier full form, still verified and replayed.
 
 A record is written, flushed and fsynced before its decision is applied to the store;
 ``append_many`` syncs once per batch, still before any of the batch is applied.
@@ -21,24 +30,32 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from limits import scorecard
+from limits.audit_index import INDEX_NAME, AuditIndex, RaiseRow, RecRow
 from limits.engine import Decision, decide
 from limits.errors import AuditError, AuditIntegrityError, ReplayMismatchError
-from limits.features import Profile
+from limits.features import LineState, Profile
 from limits.policy import Policy, parse_policy
 
 GENESIS = "0" * 64
 LOG_NAME = "decisions.jsonl"
+FORMAT = 2
 RECORD_KEYS = ("seq", "prev_hash", "kind", "recorded_at_ms", "applied", "options", "decision")
+_KNOWN_KEYS = frozenset((*RECORD_KEYS, "hash", "format"))
+_HASH_KEY = b',"hash":"'
+
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           allow_nan=False).encode
 
 
 def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    """Sorted keys, no spaces, UTF-8 text, no NaN: one byte string per value."""
+    return _encode(obj)
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -47,8 +64,8 @@ def record_hash(record: dict[str, Any]) -> str:
 
 
 def _raw_body(d: Decision) -> dict[str, Any]:
-    """What a record keeps of a decision: everything, reasons as codes and numbers
-    (their texts are rendered from the codes when read)."""
+    """The earlier full record form of a decision (records without ``format``):
+    everything, reasons as codes and numbers."""
     lines = []
     for ld in d.lines:
         row = {k: getattr(ld, k) for k in ld.__dataclass_fields__ if k != "reasons"}
@@ -67,7 +84,7 @@ def _raw_body(d: Decision) -> dict[str, Any]:
 
 
 def decision_body(d: Decision) -> dict[str, Any]:
-    """The record form of a decision, as read back from JSON."""
+    """The full record form of a decision, as read back from JSON."""
     return json.loads(canonical(_raw_body(d)))  # type: ignore[no-any-return]
 
 
@@ -75,11 +92,95 @@ def _reason_body(r: Any) -> dict[str, Any]:
     return {"code": r.code, "line": r.line, "params": r.params}
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+_PROFILE_DEFAULTS = _defaults(Profile)
+_PROFILE_NAMES = tuple(f.name for f in fields(Profile) if f.name != "lines")
+_LINE_DEFAULTS = _defaults(LineState)
+_LINE_NAMES = tuple(f.name for f in fields(LineState))
+
+
+def _without_defaults(obj: Any, names: tuple[str, ...], defaults: dict[str, Any]
+                      ) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        v = getattr(obj, name)
+        if name in defaults:
+            dv = defaults[name]
+            # Same type too: 0 for 0.0 would come back as an int.
+            if v is dv or (v == dv and type(v) is type(dv)):
+                continue
+        out[name] = v
+    return out
+
+
+def compact_inputs(p: Profile) -> dict[str, Any]:
+    """The profile with fields at their default left out; Profile.from_dict restores it."""
+    d = _without_defaults(p, _PROFILE_NAMES, _PROFILE_DEFAULTS)
+    if p.lines:
+        d["lines"] = {k: _without_defaults(v, _LINE_NAMES, _LINE_DEFAULTS)
+                      for k, v in sorted(p.lines.items())}
+    return d
+
+
+def compact_body(d: Decision) -> dict[str, Any]:
+    """The format-2 record of a decision: inputs, versions and outcome; no texts."""
+    body: dict[str, Any] = {
+        "user_id": d.user_id, "action": d.action, "refer": d.refer,
+        "lines": [{"line": ld.line, "action": ld.action, "new_limit": ld.new_limit,
+                   "temp_limit": ld.temp_limit, "temp_until_ms": ld.temp_until_ms,
+                   "reasons": [r.code for r in ld.reasons]} for ld in d.lines],
+        "reasons": [r.code for r in d.reasons],
+        "inputs": compact_inputs(d.inputs), "policy_version": d.policy_version,
+        "policy_hash": d.policy_hash, "model_version": d.model_version,
+        "decided_at_ms": d.decided_at_ms,
+    }
+    if d.counterfactuals:
+        body["counterfactuals"] = [{"lever": c.lever, "needed": c.needed, "action": c.action}
+                                   for c in d.counterfactuals]
+    return body
+
+
+class Entry(NamedTuple):
+    """A decision ready to be recorded: its record text and what the index needs."""
+
+    user_id: str
+    decided_at_ms: int
+    raised_lines: tuple[str, ...]  # lines whose action is a raise
+    text: str  # canonical JSON of compact_body
+    counterfactuals: bool  # whether they were searched (replay searches them again)
+
+
+def entry_of(d: Decision) -> Entry:
+    return Entry(d.user_id, d.decided_at_ms,
+                 tuple(ld.line for ld in d.lines if ld.action == "raise"),
+                 canonical(compact_body(d)), bool(d.counterfactuals))
+
+
+def record_line(seq: int, prev_hash: str, decision_json: str, *, applied: bool,
+                recorded_at_ms: int, counterfactuals: bool) -> tuple[str, str]:
+    """(hash, line) of a format-2 record whose decision serialises to ``decision_json``.
+
+    The canonical JSON is assembled around the decision text, which is serialised once:
+    keys in sorted order are applied, decision, format, hash, kind, options, prev_hash,
+    recorded_at_ms, seq, and the hash covers the same text without its own field."""
+    head = (f'{{"applied":{"true" if applied else "false"},"decision":{decision_json}'
+            f',"format":{FORMAT}')
+    tail = (f',"kind":"decision","options":{{"counterfactuals":'
+            f'{"true" if counterfactuals else "false"}}},"prev_hash":"{prev_hash}"'
+            f',"recorded_at_ms":{int(recorded_at_ms)},"seq":{int(seq)}}}')
+    h = hashlib.sha256((head + tail).encode("utf-8")).hexdigest()
+    return h, f'{head},"hash":"{h}"{tail}\n'
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     records: int
     error: AuditIntegrityError | None = None
+    index_rebuilt: bool = False
 
 
 class AuditLog:
@@ -99,6 +200,10 @@ class AuditLog:
     def policies_dir(self) -> Path:
         return self.directory / "policies"
 
+    @property
+    def index(self) -> AuditIndex:
+        return AuditIndex(self.directory / INDEX_NAME, self.path)
+
     def _ensure_dir(self) -> None:
         try:
             self.policies_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +212,17 @@ class AuditLog:
                 f"cannot create the audit directory {self.directory}: {exc.strerror}; "
                 "check RISKGRAPH_HOME points to a writable directory"
             ) from exc
+
+    @contextmanager
+    def _locked(self) -> Iterator[Any]:
+        """The log opened for appending, under its exclusive lock."""
+        self._ensure_dir()
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield f
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     # -- policies -----------------------------------------------------------------
     def keep_policy(self, policy: Policy, text: str) -> Path:
@@ -148,30 +264,49 @@ class AuditLog:
 
     def append_many(self, decisions: Iterable[Decision], *, applied: bool, recorded_at_ms: int
                     ) -> list[dict[str, Any]]:
-        self._ensure_dir()
+        """Record ``decisions`` in order, synced once; returns the records as read back."""
+        entries = [entry_of(d) for d in decisions]
+        written = self.append_entries(entries, applied=applied, recorded_at_ms=recorded_at_ms)
         out: list[dict[str, Any]] = []
-        with open(self.path, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                seq, prev = self._tail(f)
-                lines: list[bytes] = []
-                for d in decisions:
-                    rec: dict[str, Any] = {
-                        "seq": seq, "prev_hash": prev, "kind": "decision",
-                        "recorded_at_ms": int(recorded_at_ms), "applied": bool(applied),
-                        "options": {"counterfactuals": bool(d.counterfactuals)},
-                        "decision": _raw_body(d),
-                    }
-                    rec["hash"] = record_hash(rec)
-                    lines.append(canonical(rec).encode("utf-8") + b"\n")
-                    out.append(rec)
-                    seq, prev = seq + 1, rec["hash"]
-                f.seek(0, os.SEEK_END)
-                f.write(b"".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        for e, (seq, prev, h) in zip(entries, written):
+            out.append({
+                "seq": seq, "prev_hash": prev, "kind": "decision", "format": FORMAT,
+                "recorded_at_ms": int(recorded_at_ms), "applied": bool(applied),
+                "options": {"counterfactuals": e.counterfactuals},
+                "decision": json.loads(e.text), "hash": h,
+            })
+        return out
+
+    def append_entries(self, entries: Iterable[Entry], *, applied: bool, recorded_at_ms: int
+                       ) -> list[tuple[int, str, str]]:
+        """Record entries in order, synced once, then indexed; (seq, prev_hash, hash) each.
+
+        The one writer of the chain: the lock is held from reading the tail to the sync."""
+        out: list[tuple[int, str, str]] = []
+        with self._locked() as f:
+            seq, prev = self._tail(f)
+            start = f.seek(0, os.SEEK_END)
+            offset = start
+            chunks: list[bytes] = []
+            recs: list[RecRow] = []
+            raises: list[RaiseRow] = []
+            for e in entries:
+                h, line = record_line(seq, prev, e.text, applied=applied,
+                                      recorded_at_ms=recorded_at_ms,
+                                      counterfactuals=e.counterfactuals)
+                data = line.encode("utf-8")
+                chunks.append(data)
+                recs.append((seq, e.user_id, offset, len(data)))
+                if applied and e.raised_lines:
+                    raises.extend((e.user_id, ln, seq, e.decided_at_ms) for ln in e.raised_lines)
+                out.append((seq, prev, h))
+                offset += len(data)
+                seq, prev = seq + 1, h
+            f.write(b"".join(chunks))
+            f.flush()
+            os.fsync(f.fileno())
+            if recs:
+                self.index.add(start, offset, recs, raises, seq, prev)
         return out
 
     @staticmethod
@@ -216,49 +351,71 @@ class AuditLog:
                     raise AuditIntegrityError(n, None, "not valid JSON") from None
 
     def history(self, user_id: str) -> list[dict[str, Any]]:
-        """The records of one user, oldest first."""
-        needle = json.dumps(user_id, ensure_ascii=False).encode("utf-8")
-        out: list[dict[str, Any]] = []
+        """The records of one user, oldest first, found through the index."""
         if not self.path.exists():
-            return out
+            return []
+        for attempt in range(2):
+            with self._locked():
+                offsets = self.index.offsets(user_id)
+            out = self._read_at(user_id, offsets)
+            if out is not None:
+                return out
+            if attempt == 0:
+                # The log no longer matches the index (it was replaced or edited).
+                self.index.remove()
+        raise AuditError(f"the index of {self.path} does not match the log; run "
+                         "`riskgraph audit verify`")
+
+    def _read_at(self, user_id: str, offsets: list[tuple[int, int, int]]
+                 ) -> list[dict[str, Any]] | None:
+        out: list[dict[str, Any]] = []
         with open(self.path, "rb") as f:
-            for raw in f:
-                if needle in raw:
+            for seq, offset, length in offsets:
+                f.seek(offset)
+                raw = f.read(length)
+                try:
                     rec = json.loads(raw)
-                    if rec.get("decision", {}).get("user_id") == user_id:
-                        out.append(rec)
+                    ok = rec["seq"] == seq and rec["decision"]["user_id"] == user_id
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                if not ok:
+                    return None
+                out.append(rec)
         return out
 
-    def last_raises(self) -> dict[tuple[str, str], int]:
-        """(user, line) -> time of the last applied raise, from the whole log."""
-        out: dict[tuple[str, str], int] = {}
+    def last_raises(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
+        """(user, line) -> time of the last applied raise, for every user or one."""
         if not self.path.exists():
-            return out
-        with open(self.path, "rb") as f:
-            for raw in f:
-                if b'"action":"raise"' not in raw:
-                    continue
-                rec = json.loads(raw)
-                if not rec.get("applied"):
-                    continue
-                d = rec["decision"]
-                for ld in d["lines"]:
-                    if ld["action"] == "raise":
-                        out[(d["user_id"], ld["line"])] = int(d["decided_at_ms"])
-        return out
+            return {}
+        with self._locked():
+            return self.index.last_raises(user_id)
 
     def verify(self) -> VerifyResult:
-        """Check every record against the chain; stop at the first bad one."""
+        """Check every record against the chain; stop at the first bad one. An index that
+        is missing or does not match the log is rebuilt from the records checked."""
         prev, n = GENESIS, 0
         if not self.path.exists():
             return VerifyResult(True, 0)
-        with open(self.path, "rb") as f:
-            for line_no, raw in enumerate(f, 1):
-                err = _check_record(raw, line_no, n, prev)
-                if isinstance(err, AuditIntegrityError):
-                    return VerifyResult(False, n, err)
-                prev, n = err, n + 1
-        return VerifyResult(True, n)
+        with self._locked():
+            rebuild = not self.index.is_current()
+            entries: list[tuple[dict[str, Any], int, int]] = []
+            offset = 0
+            result: VerifyResult | None = None
+            with open(self.path, "rb") as f:
+                for line_no, raw in enumerate(f, 1):
+                    checked = _check_record(raw, line_no, n, prev)
+                    if isinstance(checked, AuditIntegrityError):
+                        result = VerifyResult(False, n, checked)
+                        break
+                    rec, prev, n = checked, checked["hash"], n + 1
+                    if rebuild:
+                        entries.append((rec, offset, len(raw)))
+                    offset += len(raw)
+            if rebuild:
+                self.index.rebuild(entries, offset, n, prev if n else None)
+        if result is not None:
+            return VerifyResult(False, result.records, result.error, rebuild)
+        return VerifyResult(True, n, None, rebuild)
 
     def replay(self, record: dict[str, Any]) -> Decision:
         """Re-run a record under its own policy; ReplayMismatchError if the result differs."""
@@ -271,7 +428,10 @@ class AuditLog:
         policy = self.policy(d["policy_hash"])
         again = decide(Profile.from_dict(d["inputs"]), policy,
                        counterfactuals=bool(record.get("options", {}).get("counterfactuals")))
-        body = decision_body(again)
+        if record.get("format") == FORMAT:
+            body = json.loads(canonical(compact_body(again)))
+        else:
+            body = decision_body(again)
         if canonical(body) != canonical(d):
             diff = sorted(k for k in set(body) | set(d) if body.get(k) != d.get(k))
             raise ReplayMismatchError(
@@ -281,8 +441,9 @@ class AuditLog:
         return again
 
 
-def _check_record(raw: bytes, line_no: int, seq: int, prev: str) -> str | AuditIntegrityError:
-    """The record's hash if it is sound, else the error naming it."""
+def _check_record(raw: bytes, line_no: int, seq: int, prev: str
+                  ) -> dict[str, Any] | AuditIntegrityError:
+    """The record if it is sound, else the error naming it."""
     if not raw.endswith(b"\n"):
         return AuditIntegrityError(line_no, seq, "incomplete line (a write was cut short)")
     try:
@@ -294,14 +455,30 @@ def _check_record(raw: bytes, line_no: int, seq: int, prev: str) -> str | AuditI
     missing = [k for k in (*RECORD_KEYS, "hash") if k not in rec]
     if missing:
         return AuditIntegrityError(line_no, seq, f"missing fields {missing}")
+    unknown = sorted(set(rec) - _KNOWN_KEYS)
+    if unknown:
+        return AuditIntegrityError(line_no, seq, f"unknown fields {unknown}")
     if rec["seq"] != seq:
         return AuditIntegrityError(line_no, seq, f"seq is {rec['seq']!r}, expected {seq} "
                                    "(a record was removed, inserted or moved)")
     if rec["prev_hash"] != prev:
         return AuditIntegrityError(line_no, seq, "prev_hash does not match the previous record")
-    if record_hash(rec) != rec["hash"]:
+    opts = rec["options"]
+    if not (isinstance(rec["hash"], str) and isinstance(rec["kind"], str)
+            and type(rec["recorded_at_ms"]) is int and isinstance(opts, dict)
+            and set(opts) == {"counterfactuals"} and isinstance(opts["counterfactuals"], bool)):
         return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
     if raw != canonical(rec).encode("utf-8") + b"\n":
         return AuditIntegrityError(line_no, seq, "bytes differ from the canonical form of the "
                                    "record (the line was edited)")
-    return str(rec["hash"])
+    # The line is canonical, so the record without ``hash`` is the line without its
+    # top-level hash field: the last one, as only fixed fields (kind, options, prev_hash,
+    # recorded_at_ms, seq) follow it and none of them can hold that text.
+    field = _HASH_KEY + rec["hash"].encode("utf-8") + b'"'
+    at = raw.rfind(_HASH_KEY)
+    if raw[at:at + len(field)] != field:
+        return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+    body = raw[:at] + raw[at + len(field):-1]
+    if hashlib.sha256(body).hexdigest() != rec["hash"]:
+        return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+    return rec

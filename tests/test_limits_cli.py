@@ -206,3 +206,19 @@ def test_seed_question_on_generated_users(tmp_path: Path) -> None:
             break
     store.close()
     assert asked > 0
+
+
+def test_audit_history_renders_compact_records_and_verify_rebuilds_the_index(
+        home: Path) -> None:
+    assert run(home, "review", "--workers", "2").returncode == 0
+    assert run(home, "decide", "short").returncode == 0
+    h = run(home, "audit", "history", "short")
+    assert h.returncode == 0, h.stderr
+    assert h.stdout.count("#") == 2 and "[NEEDS_ON_TIME_WINDOW] One on-time repayment" in h.stdout
+    (home / "audit" / "decisions.idx.sqlite").unlink()
+    v = run(home, "audit", "verify", "--json")
+    assert v.returncode == 0
+    out = json.loads(v.stdout)
+    assert out["ok"] and out["records"] == 8 and out["index_rebuilt"]
+    assert len(json.loads(run(home, "audit", "history", "short", "--json").stdout)
+               ["records"]) == 2

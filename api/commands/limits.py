@@ -19,6 +19,7 @@ from api.limits_service import LimitsService
 from graph.store import GraphStore
 from limits.audit import AuditLog
 from limits.engine import Decision
+from limits.errors import AuditError
 from limits.policy import Policy, parse_policy, read_policy_text
 from limits.reasons import Reason
 
@@ -35,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="decide and summarise only: record nothing, write nothing")
     p.add_argument("--batch-size", type=int, default=20_000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that decide (default 1, in this process); this "
+                        "process alone records and writes")
+    p.add_argument("--counterfactuals", action="store_true",
+                   help="also search what would change each decision (slow; off in bulk)")
     _common(p)
     p.set_defaults(func=review)
 
@@ -136,7 +142,8 @@ def review(args: argparse.Namespace) -> int:
         with tqdm(total=total, unit="user", disable=args.json or not sys.stderr.isatty(),
                   file=sys.stderr) as bar:
             summary = svc.review(dry_run=args.dry_run, batch_size=args.batch_size,
-                                 progress=bar.update)
+                                 progress=bar.update, workers=max(1, args.workers),
+                                 counterfactuals=args.counterfactuals)
     if args.json:
         print_json(summary.to_dict() | {"dry_run": args.dry_run,
                                         "policy": svc.policy.id})
@@ -231,17 +238,20 @@ def audit_verify(args: argparse.Namespace) -> int:
                     "error": str(result.error) if result.error else None,
                     "first_bad_line": result.error.line if result.error else None,
                     "first_bad_seq": result.error.seq if result.error else None,
-                    "path": str(log.path)})
+                    "index_rebuilt": result.index_rebuilt, "path": str(log.path)})
     elif result.ok:
         extra = f", {replayed:,} replayed identically" if args.replay else ""
         print(f"audit log intact: {result.records:,} records{extra} ({log.path})")
     else:
         print(f"riskgraph: {result.error}", file=sys.stderr)
+    if result.index_rebuilt and not args.json:
+        print(f"index rebuilt: {log.index.path}", file=sys.stderr)
     return 0 if result.ok else 1
 
 
 def audit_history(args: argparse.Namespace) -> int:
-    recs = _audit(args).history(args.user_id)
+    log = _audit(args)
+    recs = log.history(args.user_id)
     if args.json:
         print_json({"user": args.user_id, "records": recs})
         return 0
@@ -250,14 +260,34 @@ def audit_history(args: argparse.Namespace) -> int:
         return 0
     for rec in recs:
         d = rec["decision"]
+        held = d["inputs"].get("lines") or {}
         lines = ", ".join(
-            f"{ld['line']} {ld['action']} "
-            f"{'-' if ld['current_limit'] is None else format(ld['current_limit'], ',.0f')}"
-            f"->{ld['new_limit']:,.0f}"
+            f"{ld['line']} {ld['action']} {_current(ld, held)}->{ld['new_limit']:,.0f}"
             for ld in d["lines"])
         print(f"#{rec['seq']} {_date(d['decided_at_ms'])} {d['action']:<7} {lines}  "
               f"(policy {d['policy_version']}, {d['model_version']})")
-        for ld in d["lines"]:
-            for r in ld["reasons"]:
-                print(f"    [{r['code']}] {Reason(r['code'], r['line'], r['params']).en}")
+        for code, text in _reasons(log, rec):
+            print(f"    [{code}] {text}")
     return 0
+
+
+def _current(ld: dict[str, Any], held: dict[str, Any]) -> str:
+    if "current_limit" in ld:  # the earlier full record form
+        cur = ld["current_limit"]
+    else:
+        cur = held[ld["line"]].get("limit", 0.0) if ld["line"] in held else None
+    return "-" if cur is None else format(cur, ",.0f")
+
+
+def _reasons(log: AuditLog, rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(code, text) of a record's line reasons: the full form keeps their numbers; the
+    compact one keeps the codes, and replay gives the numbers back."""
+    d = rec["decision"]
+    if "format" not in rec:
+        return [(r["code"], Reason(r["code"], r["line"], r["params"]).en)
+                for ld in d["lines"] for r in ld["reasons"]]
+    try:
+        return [(r.code, r.en) for ld in log.replay(rec).lines for r in ld.reasons]
+    except AuditError as exc:
+        return [(code, f"(text unavailable: {exc})") for ld in d["lines"]
+                for code in ld["reasons"]]

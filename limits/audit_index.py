@@ -1,0 +1,290 @@
+"""A lookup index beside the audit log: user -> record offsets, and the last applied raise
+per (user, line), so that one user's history and cool-down are found without reading the
+whole log.
+
+The index (``decisions.idx.sqlite``) is derived data, never the record: it holds how far
+into the log it reaches (``covered`` bytes) and the hash of the last record it has seen.
+When the log has grown past it, the missing tail is indexed on the next use; when the
+log no longer matches it (shorter, or another record at its end), or the file is missing
+or unreadable, it is rebuilt from the log. Appends update it under the log's lock, after
+the records are synced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+INDEX_NAME = "decisions.idx.sqlite"
+INDEX_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)",
+    "CREATE TABLE IF NOT EXISTS rec (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL, "
+    "offset INTEGER NOT NULL, length INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rec_user ON rec (user_id, seq)",
+    "CREATE TABLE IF NOT EXISTS last_raise (user_id TEXT NOT NULL, line TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (user_id, line))",
+)
+_INSERT_REC = "INSERT OR REPLACE INTO rec (seq, user_id, offset, length) VALUES (?, ?, ?, ?)"
+# Log order decides, as in the log itself: a later record's raise replaces an earlier one.
+_UPSERT_RAISE = (
+    "INSERT INTO last_raise (user_id, line, seq, at_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (user_id, line) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms "
+    "WHERE excluded.seq > last_raise.seq"
+)
+
+# (seq, user_id, offset, length) and (user_id, line, seq, at_ms)
+RecRow = tuple[int, str, int, int]
+RaiseRow = tuple[str, str, int, int]
+
+
+def rows_of(rec: dict[str, Any], offset: int, length: int
+            ) -> tuple[RecRow, list[RaiseRow]]:
+    """The index rows of one record found at ``offset`` in the log."""
+    d = rec["decision"]
+    seq, uid = int(rec["seq"]), str(d["user_id"])
+    raises: list[RaiseRow] = []
+    if rec.get("applied"):
+        raises = [(uid, str(ld["line"]), seq, int(d["decided_at_ms"]))
+                  for ld in d["lines"] if ld["action"] == "raise"]
+    return (seq, uid, offset, length), raises
+
+
+class AuditIndex:
+    """The index of the log at ``log_path``, in ``path``. No I/O until a method is called."""
+
+    def __init__(self, path: str | Path, log_path: str | Path) -> None:
+        self.path = Path(path)
+        self.log_path = Path(log_path)
+
+    def __repr__(self) -> str:
+        return f"AuditIndex({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # Derived data: losing the last transaction on a power cut only means catching up.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
+        return conn
+
+    def _meta(self, conn: sqlite3.Connection) -> tuple[int, int, str | None]:
+        """(covered bytes, next seq, last hash); (0, 0, None) for a new index."""
+        m = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+        if m.get("version") != INDEX_VERSION:
+            return -1, 0, None
+        return int(m["covered"]), int(m["next_seq"]), m.get("last_hash")
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, covered: int, next_seq: int,
+                  last_hash: str | None) -> None:
+        conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", [
+            ("version", INDEX_VERSION), ("covered", covered), ("next_seq", next_seq),
+            ("last_hash", last_hash)])
+
+    # -- writing ------------------------------------------------------------------
+    def add(self, start: int, end: int, recs: Iterable[RecRow], raises: Iterable[RaiseRow],
+            next_seq: int, last_hash: str) -> None:
+        """Index records just appended between byte ``start`` and ``end`` of the log.
+
+        Called under the log's lock. If the index did not reach ``start`` (missing,
+        behind, or out of step) it is brought up to date from the log first."""
+        try:
+            conn = self._connect()
+        except sqlite3.DatabaseError:
+            self.remove()
+            conn = self._connect()
+        with conn:
+            if self._meta(conn)[0] != start or not self._tail_matches(conn, start):
+                self._catch_up(conn, start)
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT_REC, recs)
+            conn.executemany(_UPSERT_RAISE, raises)
+            self._set_meta(conn, end, next_seq, last_hash)
+            conn.execute("COMMIT")
+
+    def remove(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+
+    def rebuild(self, entries: Iterable[tuple[dict[str, Any], int, int]], end: int,
+                next_seq: int, last_hash: str | None) -> None:
+        """Replace the index with one built from ``(record, offset, length)`` entries."""
+        self.remove()
+        conn = self._connect()
+        with conn:
+            conn.execute("BEGIN")
+            self._insert_entries(conn, entries)
+            self._set_meta(conn, end, next_seq, last_hash)
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _insert_entries(conn: sqlite3.Connection,
+                        entries: Iterable[tuple[dict[str, Any], int, int]]) -> None:
+        recs: list[RecRow] = []
+        raises: list[RaiseRow] = []
+        for rec, offset, length in entries:
+            r, rs = rows_of(rec, offset, length)
+            recs.append(r)
+            raises.extend(rs)
+            if len(recs) >= 50_000:
+                conn.executemany(_INSERT_REC, recs)
+                conn.executemany(_UPSERT_RAISE, raises)
+                recs, raises = [], []
+        conn.executemany(_INSERT_REC, recs)
+        conn.executemany(_UPSERT_RAISE, raises)
+
+    def _tail_matches(self, conn: sqlite3.Connection, covered: int) -> bool:
+        """Whether the log's record ending at ``covered`` is the one the index saw last."""
+        _, _, last_hash = self._meta(conn)
+        if covered == 0:
+            return last_hash is None
+        last = _line_ending_at(self.log_path, covered)
+        if last is None:
+            return False
+        try:
+            return bool(json.loads(last).get("hash") == last_hash)
+        except ValueError:
+            return False
+
+    def _catch_up(self, conn: sqlite3.Connection, upto: int) -> None:
+        """Index the log up to byte ``upto``: from where the index ends, or from scratch."""
+        covered, _, _ = self._meta(conn)
+        if covered < 0 or covered > upto or not self._tail_matches(conn, covered):
+            conn.execute("BEGIN")
+            for table in ("rec", "last_raise", "meta"):
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            conn.execute("COMMIT")
+            covered = 0
+        entries = list(_read_entries(self.log_path, covered, upto))
+        conn.execute("BEGIN")
+        self._insert_entries(conn, entries)
+        if entries:
+            rec, offset, length = entries[-1]
+            self._set_meta(conn, offset + length, int(rec["seq"]) + 1, str(rec["hash"]))
+        elif covered == 0:
+            self._set_meta(conn, 0, 0, None)
+        conn.execute("COMMIT")
+
+    def refresh(self) -> sqlite3.Connection:
+        """A connection to an index that covers the whole log as it is now."""
+        try:
+            conn = self._connect()
+            size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            covered, _, _ = self._meta(conn)
+            if covered != size or not self._tail_matches(conn, covered):
+                self._catch_up(conn, _complete_end(self.log_path, size))
+            return conn
+        except sqlite3.DatabaseError:
+            self.remove()
+            conn = self._connect()
+            self._catch_up(conn, _complete_end(self.log_path, self._log_size()))
+            return conn
+
+    def _log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    # -- reading ------------------------------------------------------------------
+    def offsets(self, user_id: str) -> list[tuple[int, int, int]]:
+        """(seq, offset, length) of every record of ``user_id``, oldest first."""
+        conn = self.refresh()
+        try:
+            return conn.execute("SELECT seq, offset, length FROM rec WHERE user_id = ? "
+                                "ORDER BY seq", (user_id,)).fetchall()
+        finally:
+            conn.close()
+
+    def last_raises(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
+        conn = self.refresh()
+        try:
+            if user_id is None:
+                rows = conn.execute("SELECT user_id, line, at_ms FROM last_raise")
+            else:
+                rows = conn.execute("SELECT user_id, line, at_ms FROM last_raise "
+                                    "WHERE user_id = ?", (user_id,))
+            return {(u, line): int(at) for u, line, at in rows}
+        finally:
+            conn.close()
+
+    def is_current(self) -> bool:
+        """Whether the index exists and covers the log exactly as it is."""
+        if not self.path.exists():
+            return False
+        try:
+            conn = self._connect()
+            try:
+                covered, _, _ = self._meta(conn)
+                return covered == self._log_size() and self._tail_matches(conn, covered)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return False
+
+
+def _line_ending_at(path: Path, end: int) -> bytes | None:
+    """The log line whose newline is the byte before ``end``, or None."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) < end:
+                return None
+            pos, buf = end, b""
+            while pos > 0:
+                step = min(65536, pos)
+                pos -= step
+                f.seek(pos)
+                buf = f.read(step) + buf
+                if buf[:-1].count(b"\n") >= 1 or pos == 0:
+                    break
+    except OSError:
+        return None
+    if not buf.endswith(b"\n"):
+        return None
+    return buf[:-1].rsplit(b"\n", 1)[-1]
+
+
+def _complete_end(path: Path, size: int) -> int:
+    """The end of the last complete line at or before ``size``."""
+    if size == 0:
+        return 0
+    with open(path, "rb") as f:
+        pos = size
+        while pos > 0:
+            step = min(65536, pos)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                return pos - step + i + 1
+            pos -= step
+    return 0
+
+
+def _read_entries(path: Path, start: int, end: int
+                  ) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """(record, offset, length) for each readable record between ``start`` and ``end``;
+    stops at the first line that is not a record (verify names it)."""
+    if end <= start:
+        return
+    with open(path, "rb") as f:
+        f.seek(start)
+        offset = start
+        while offset < end:
+            raw = f.readline()
+            if not raw:
+                return
+            try:
+                rec = json.loads(raw)
+                rec["decision"]["user_id"]  # noqa: B018 - a record names its user
+            except (ValueError, KeyError, TypeError):
+                return
+            yield rec, offset, len(raw)
+            offset += len(raw)
