@@ -201,9 +201,11 @@ class LimitsService:
     def _user_last_raises(self, user_id: str) -> dict[tuple[str, str], int]:
         return self.audit.last_raises(user_id)
 
-    def decide(self, user_id: str, *, apply: bool = True, at_ms: int | None = None) -> Decision:
-        """Decide for one user with counterfactuals; when ``apply``, record and write it."""
-        d = decide(self.profile(user_id, at_ms), self.policy, counterfactuals=True)
+    def decide(self, user_id: str, *, apply: bool = True, at_ms: int | None = None,
+               counterfactuals: bool = True) -> Decision:
+        """Decide for one user (with counterfactuals unless told not to); when ``apply``,
+        record and write it."""
+        d = decide(self.profile(user_id, at_ms), self.policy, counterfactuals=counterfactuals)
         if apply:
             self.audit.keep_policy(self.policy, self.policy_text)
             self.audit.append(d, applied=True, recorded_at_ms=self.clock())

@@ -221,6 +221,18 @@ class Query:
         return Product.from_node(await _node(info, "Product", str(id)))
 
 
+def _selects(info: Info, name: str) -> bool:
+    """Whether the query asks for field ``name`` directly under this field: the limit
+    engine's counterfactual search costs many decisions, spent only when shown."""
+    for field in info.selected_fields:
+        for sel in getattr(field, "selections", ()):
+            if getattr(sel, "name", None) == name:
+                return True
+            if any(getattr(s, "name", None) == name for s in getattr(sel, "selections", ())):
+                return True  # inside a fragment
+    return False
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(permission_classes=allowed("Mutation.decideLimit"),
@@ -235,7 +247,8 @@ class Mutation:
             )
         await load_user(info, check_id(str(user_id), "userId"))
         got = await ctx.run(services.decide_limit, ctx.store, ctx.settings, str(user_id),
-                            dry_run=dry_run)
+                            dry_run=dry_run,
+                            counterfactuals=_selects(info, "counterfactuals"))
         decision = decision_from(got, dry_run)
         ctx.runtime.metrics.decisions.inc(decision.action or "unknown", str(dry_run).lower())
         if not dry_run:

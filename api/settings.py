@@ -42,6 +42,7 @@ class Settings:
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     neo4j_database: str = "neo4j"
+    policy: Path | None = None  # limit policy file; None: the packaged limits/policy.toml
     # API server (issue 6). Keys as "role:sha256hex,..." in RISKGRAPH_API_KEYS.
     api_keys: tuple[ApiKeySpec, ...] = ()
     api_max_depth: int = 10
@@ -65,6 +66,7 @@ class Settings:
             neo4j_user=env.get("RISKGRAPH_NEO4J_USER", cls.neo4j_user),
             neo4j_password=env.get("RISKGRAPH_NEO4J_PASSWORD", cls.neo4j_password),
             neo4j_database=env.get("RISKGRAPH_NEO4J_DATABASE", cls.neo4j_database),
+            policy=Path(env["RISKGRAPH_POLICY"]) if env.get("RISKGRAPH_POLICY") else None,
             api_keys=parse_api_keys(env.get("RISKGRAPH_API_KEYS", "")),
             api_max_depth=_positive(env, "RISKGRAPH_API_MAX_DEPTH", cls.api_max_depth),
             api_max_cost=_positive(env, "RISKGRAPH_API_MAX_COST", cls.api_max_cost),

@@ -107,7 +107,6 @@ PROBES = {
 @pytest.fixture
 def runtime(embedded_store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             ) -> Any:
-    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.api_fake_services")
     monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
     load_small_graph(embedded_store)
     rt = Runtime.build(embedded_store, Settings(home=tmp_path))

@@ -53,10 +53,6 @@ def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
 @pytest.fixture
 def server(store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
            ) -> Iterator[Running]:
-    import tests.api_fake_services as fake
-
-    fake.history.clear()
-    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.api_fake_services")
     monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
     load_small_graph(store)
     made = {role: new_api_key(role) for role in ROLES}
@@ -165,13 +161,15 @@ def test_limit_engine_client_decide_and_risk_async(server: Running) -> None:
             return decisions, risk, applied, forbidden
 
     decisions, risk, applied, forbidden = asyncio.run(go())
-    assert [d["action"] for d in decisions] == ["decrease", "hold", "decrease"]
-    assert decisions[0]["reasons"][0]["zh"].startswith("欺诈风险")
+    # u01's fraud risk (0.9) is above the policy's hard stop: frozen, twice the same.
+    assert [d["action"] for d in decisions] == ["freeze", "keep", "freeze"]
+    assert decisions[0]["reasons"][0]["code"] == "FRAUD_HOLD"
+    assert decisions[0]["reasons"][0]["zh"] and decisions[0]["reasons"][0]["en"]
     assert risk["fraudRisk"] == 0.7 and risk["limits"]["totalLimit"] == 3000.0
     assert applied["dryRun"] is False
     assert forbidden == ["FORBIDDEN"]
     _, _, body = http(server.url + "/metrics")
-    assert 'riskgraph_limit_decisions_total{action="decrease",dry_run="true"} 2' in body.decode()
+    assert 'riskgraph_limit_decisions_total{action="freeze",dry_run="true"} 2' in body.decode()
 
 
 def test_request_time_limit(server: Running) -> None:

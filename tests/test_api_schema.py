@@ -34,15 +34,6 @@ def runtime(embedded_store: GraphStore, tmp_path: Path) -> Runtime:
     rt.close()
 
 
-@pytest.fixture
-def fake_services(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tests.api_fake_services as fake
-
-    fake.history.clear()
-    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.api_fake_services")
-    monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
-
-
 def run(rt: Runtime, query: str, variables: dict[str, Any] | None = None,
         role: str = "investigator") -> tuple[Any, list[dict[str, Any]]]:
     ctx = Context(rt, Principal(role, f"{role}:test"), "req-1")
@@ -315,54 +306,74 @@ def test_batched_searches_match_the_per_user_queries(
         store.close()
 
 
-def test_services_missing_answer_unavailable(runtime: Runtime,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "LIMITS_MODULE", "tests.no_such_limits_module")
+def test_gnn_missing_answers_unavailable(runtime: Runtime,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(services, "GNN_MODULE", "tests.no_such_gnn_module")
-    data, errors = run(runtime, 'mutation { decideLimit(userId: "u01") { action } }',
-                       role="limit_engine")
-    assert data == {"decideLimit": None} and codes(errors) == ["UNAVAILABLE"]
-    data, errors = run(runtime, '{ user(id: "u01") { id explanation { modelVersion } '
-                                'decisionHistory { action } } }', role="admin")
+    data, errors = run(runtime, '{ user(id: "u01") { id explanation { modelVersion } } }',
+                       role="admin")
     assert data["user"]["id"] == "u01"
-    assert sorted(codes(errors)) == ["UNAVAILABLE", "UNAVAILABLE"]
+    assert codes(errors) == ["UNAVAILABLE"]
 
 
-def test_decide_rescore_review_through_the_service_seams(
-    runtime: Runtime, fake_services: None
-) -> None:
+def test_decide_limit_runs_the_real_policy(runtime: Runtime) -> None:
+    from limits.policy import parse_policy, read_policy_text
+
+    threshold = parse_policy(*read_policy_text(None)).hard_stop.fraud_threshold
+    assert 0.9 > threshold  # u01's fraud risk is above the hard stop: frozen
     data, errors = run(runtime, """mutation { decideLimit(userId: "u01", dryRun: false) {
-        userId action dryRun policyVersion decidedAt lines { line current limit change }
+        userId action dryRun policyVersion decidedAt lines { line action current limit change }
         reasons { code en zh } counterfactuals { lever needed en zh } } }""",
                        role="limit_engine")
     assert errors == []
     d = data["decideLimit"]
-    assert (d["action"], d["dryRun"], d["policyVersion"]) == ("decrease", False, "fake-1")
-    assert d["lines"] == [{"line": "bnpl", "current": 5000.0, "limit": 2500.0,
-                           "change": -2500.0}]
-    assert d["reasons"][0]["zh"].startswith("欺诈风险")
-    assert d["counterfactuals"][0]["needed"] == "0.5"
-    assert runtime.metrics.decisions.value("decrease", "false") == 1
+    assert (d["userId"], d["action"], d["dryRun"]) == ("u01", "freeze", False)
+    assert d["policyVersion"]
+    assert d["lines"] == [
+        {"line": "bnpl", "action": "freeze", "current": 5000.0, "limit": 0.0, "change": -5000.0},
+        {"line": "cash_loan", "action": "freeze", "current": 20000.0, "limit": 0.0,
+         "change": -20000.0},
+    ]
+    assert [r["code"] for r in d["reasons"]] == ["FRAUD_HOLD"]
+    assert all(r["en"] and r["zh"] and r["en"] != r["zh"] for r in d["reasons"])
+    assert d["counterfactuals"] and d["counterfactuals"][0]["lever"] == "fraud_risk"
+    assert runtime.metrics.decisions.value("freeze", "false") == 1
     assert [a["action"] for a in runtime.actions.read()] == ["decideLimit"]
-    data, _ = run(runtime, '{ user(id: "u01") { decisionHistory { action dryRun } } }')
-    assert data["user"]["decisionHistory"] == [{"action": "decrease", "dryRun": False}]
-
-    data, errors = run(runtime, 'mutation { rescoreUser(userId: "u08") { fraudRisk '
-                                'relationalRisk modelVersion } }', role="limit_engine")
+    # Applied: the store now holds the frozen limits, and the history has the decision.
+    data, errors = run(runtime, '{ user(id: "u01") { limits { lines { line limit } } '
+                                'decisionHistory { action dryRun reasons { code } } } }')
     assert errors == []
-    assert data["rescoreUser"] == {"fraudRisk": 0.33, "relationalRisk": 0.22,
-                                   "modelVersion": "fake-rescore"}
+    assert data["user"]["limits"]["lines"] == [{"line": "bnpl", "limit": 0.0},
+                                               {"line": "cash_loan", "limit": 0.0}]
+    assert data["user"]["decisionHistory"] == [
+        {"action": "freeze", "dryRun": False, "reasons": [{"code": "FRAUD_HOLD"}]}]
+
+
+def test_dry_run_changes_nothing(runtime: Runtime) -> None:
+    data, errors = run(runtime, 'mutation { decideLimit(userId: "u01") { action dryRun } }',
+                       role="limit_engine")
+    assert errors == [] and data["decideLimit"] == {"action": "freeze", "dryRun": True}
+    data, _ = run(runtime, '{ user(id: "u01") { limits { totalLimit } decisionHistory '
+                           '{ action } } }')
+    assert data["user"] == {"limits": {"totalLimit": 25000.0}, "decisionHistory": []}
+
+
+def test_review_counts_actions_and_unknown_users_are_not_found(runtime: Runtime) -> None:
     data, errors = run(runtime, 'mutation { reviewLimits(userIds: ["u01", "u02", "u08"]) '
                                 '{ reviewed dryRun byAction { action count } } }', role="admin")
     assert errors == []
     assert data["reviewLimits"] == {"reviewed": 3, "dryRun": True, "byAction": [
-        {"action": "decrease", "count": 2}, {"action": "hold", "count": 1}]}
+        {"action": "freeze", "count": 1}, {"action": "keep", "count": 2}]}
     data, errors = run(runtime, 'mutation { decideLimit(userId: "nobody") { action } }',
                        role="admin")
     assert codes(errors) == ["NOT_FOUND"]
 
 
-def test_unexpected_errors_are_masked(runtime: Runtime, fake_services: None) -> None:
+def test_unexpected_errors_are_masked(runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(services, "decide_limit", broken)  # a fault, injected
     data, errors = run(runtime, 'mutation { decideLimit(userId: "u12") { action } }',
                        role="admin")
     assert codes(errors) == ["INTERNAL"]

@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default=None, metavar="FILE.toml",
-                   help="policy file (default: the packaged limits/policy.toml)")
+                   help="policy file (default: RISKGRAPH_POLICY, else the packaged "
+                        "limits/policy.toml)")
     add_store_option(p)
     add_json_option(p)
 
@@ -83,7 +84,8 @@ def _audit(args: argparse.Namespace) -> AuditLog:
 
 
 def _service(args: argparse.Namespace, store: GraphStore) -> LimitsService:
-    policy, text = _policy(getattr(args, "policy", None))
+    default = settings_for(args).policy
+    policy, text = _policy(getattr(args, "policy", None) or (str(default) if default else None))
     return LimitsService(store, _audit(args), policy, text)
 
 
