@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from strawberry.http.ides import get_graphql_ide_html
@@ -35,6 +36,13 @@ MAX_BODY_BYTES = 256 * 1024
 READY_TIMEOUT_S = 3.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON = b"application/json"
+# The investigator explorer: files built by `make` from explorer/ (see explorer/build.mjs).
+EXPLORE_DIR = Path(__file__).parent / "static" / "explore"
+_EXPLORE_TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
+                  ".css": b"text/css; charset=utf-8", ".map": b"application/json",
+                  ".txt": b"text/plain; charset=utf-8"}
+_EXPLORE_CSP = (b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                b"base-uri 'none'; frame-ancestors 'none'")
 
 
 def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -111,6 +119,8 @@ class RiskGraphApp:
             return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
         if path == "/":
             return self._json(200, {"service": "riskgraph", "graphql": "/graphql"})
+        if path == "/explore" or path.startswith("/explore/"):
+            return self._explore(path)
         return self._json(404, _error_body(f"no route {path}", "NOT_FOUND"))
 
     async def _ready(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -200,6 +210,22 @@ class RiskGraphApp:
               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return status, [(b"content-type", _JSON), *(extra or [])], body
+
+    @classmethod
+    def _explore(cls, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """A built file of the explorer; its page at /explore itself."""
+        name = path[len("/explore"):].lstrip("/") or "index.html"
+        root = EXPLORE_DIR.resolve()
+        file = (root / name).resolve()
+        if root not in file.parents or file.suffix not in _EXPLORE_TYPES or not file.is_file():
+            if name == "index.html":
+                return cls._json(503, _error_body(
+                    "the explorer is not built; run `make` (it needs npm)", "UNAVAILABLE"))
+            return cls._json(404, _error_body(f"no file {path}", "NOT_FOUND"))
+        return 200, [(b"content-type", _EXPLORE_TYPES[file.suffix]),
+                     (b"cache-control", b"no-cache"),
+                     (b"content-security-policy", _EXPLORE_CSP),
+                     (b"x-content-type-options", b"nosniff")], file.read_bytes()
 
     def _ide(self) -> bytes:
         if self._graphiql is None:
