@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +13,10 @@ from graph.errors import NotFoundError, RiskGraphError
 # Every module here has register(subparsers); each subcommand sets func(args) -> int.
 COMMAND_MODULES = [
     "api.commands.store",
+    "api.commands.limits",
+    "api.commands.load",
+    "api.commands.serve",
+    "api.commands.gnn",
 ]
 
 
@@ -43,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("riskgraph: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`riskgraph rings | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Generated data into a store, for the benchmarks: the project's loader when it is
-available, else a plain batched upsert of the generator's Parquet files."""
+"""Generated data into a store, for the benchmarks: a plain batched upsert of the
+generator's Parquet files, node files first, then relationships."""
 
 from __future__ import annotations
 

@@ -1,0 +1,157 @@
+"""The user model at scale, beside its baselines in the same run.
+
+    .venv/bin/python bench/gnn.py [--train-users 100000] [--score-users 1000000]
+                                  [--work /tmp/riskgraph-bench-gnn] [--stages train,ondemand,score]
+
+* train: generate and load ``--train-users`` users, train (GNN and both LightGBM
+  baselines on the same split), report AP/AUC side by side and the seconds each took;
+* ondemand: score the whole store in batch, then ``--ondemand`` random users one at a
+  time from their neighbourhood: p50/p99 latency and the largest difference to batch;
+* score: generate and load ``--score-users`` users and score them all with the trained
+  model: export, model and write seconds, peak memory, and the own-feature tree model's
+  time on the same rows as the baseline.
+
+Prints a table and writes bench/results/gnn.json with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore", message="Sparse")
+
+from bench.dataset import load_generated  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from graph.embedded import EmbeddedStore  # noqa: E402
+
+
+def _store(work: Path, users: int, seed: int) -> tuple[EmbeddedStore, float]:
+    from loaders.synthetic import GeneratorConfig, generate
+
+    data = work / f"gen{users}"
+    store = EmbeddedStore(work / f"graph{users}")
+    store.init()
+    started = time.perf_counter()
+    if store.counts()["nodes"]["User"] != users:
+        store.clear()
+        if not (data / "manifest.json").is_file():
+            generate(GeneratorConfig(users=users, seed=seed), data, "parquet")
+        load_generated(store, data)
+    return store, time.perf_counter() - started
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-users", type=int, default=100_000)
+    ap.add_argument("--score-users", type=int, default=1_000_000)
+    ap.add_argument("--ondemand", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/riskgraph-bench-gnn"))
+    ap.add_argument("--stages", default="train,ondemand,score")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/gnn.json"))
+    args = ap.parse_args(argv)
+    stages = set(args.stages.split(","))
+    models = args.work / "models"
+    result: dict[str, Any] = {"machine": machine_info(), "args": {
+        k: str(v) for k, v in vars(args).items()}}
+
+    from gnn import pipeline, registry
+    from gnn.score import score_user
+
+    store, load_s = _store(args.work, args.train_users, args.seed)
+    result["train_data_load_seconds"] = round(load_s, 1)
+    if "train" in stages:
+        started = time.perf_counter()
+        version, metrics = pipeline.train_users(store, models, "random", args.seed)
+        wall = time.perf_counter() - started
+        t = metrics["training"]
+        result["train"] = {
+            "version": version, "users": args.train_users, "wall_seconds": round(wall, 1),
+            "export_seconds": t["export_seconds"],
+            "baselines_seconds": t["baseline_seconds"],
+            "gnn_and_baselines_seconds": t["seconds"], "epochs": t["epochs_run"],
+            "model": metrics["model"], "heads": metrics["heads"],
+            "baselines": metrics["baselines"],
+        }
+        tr = result["train"]
+        print(f"train {args.train_users:,} users: {tr['wall_seconds']}s wall "
+              f"(export {tr['export_seconds']}s, baselines {tr['baselines_seconds']}s)")
+        for name, m in [("gnn", metrics["model"]), *metrics["baselines"].items()]:
+            print(f"  {name:<12} AUC {m['auc']:.4f}  AP {m['ap']:.4f}  "
+                  f"F1 {m['f1_macro']:.4f}  R@1%FPR {m['recall_at_1pct_fpr']:.4f}")
+    if "ondemand" in stages:
+        name, model = registry.load(models)
+        batch = pipeline.score_all(store, models, name)
+        rng = np.random.default_rng(args.seed)
+        ids = []
+        after = None
+        while len(ids) < args.train_users:
+            page = store.node_ids("User", after, 50_000)
+            if not page:
+                break
+            ids += page
+            after = page[-1]
+        sample = [ids[i] for i in rng.choice(len(ids), args.ondemand, replace=False)]
+        nodes = dict(zip(sample, store.get_nodes("User", sample)))
+        lat, diff = [], 0.0
+        for u in sample:
+            t0 = time.perf_counter()
+            s = score_user(model, store, u)
+            lat.append((time.perf_counter() - t0) * 1000)
+            diff = max(diff, max(abs(s[k] - nodes[u].properties[k]) for k in s))
+        result["ondemand"] = {
+            "users": len(sample), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            "max_abs_diff_vs_batch": diff, "batch": batch,
+        }
+        o = result["ondemand"]
+        print(f"on demand ({len(sample)} users): p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, "
+              f"max |on-demand - batch| {diff:.2e}")
+    if "score" in stages:
+        from gnn.tensors import export_graph
+        from gnn.train import raw_features
+
+        big, load_s = _store(args.work, args.score_users, args.seed + 1)
+        name, model = registry.load(models)
+        started = time.perf_counter()
+        out = pipeline.score_all(big, models, name)
+        wall = time.perf_counter() - started
+        g = export_graph(big)
+        t0 = time.perf_counter()
+        raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
+        assert model.tree is not None
+        model.tree.logit(raw)
+        tree_s = time.perf_counter() - t0
+        result["score"] = {
+            "users": args.score_users, "load_seconds": round(load_s, 1),
+            "wall_seconds": round(wall, 1), **out, "peak_rss_gb": round(_peak_gb(), 2),
+            "baseline_own_trees_seconds": round(tree_s, 2),
+        }
+        s = result["score"]
+        print(f"score {args.score_users:,} users: {s['wall_seconds']}s wall (export "
+              f"{s['export_seconds']}s, model {s['score_seconds']}s, write "
+              f"{s['write_seconds']}s), peak RSS {s['peak_rss_gb']} GB; own-feature trees "
+              f"alone {tree_s:.1f}s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    args.out.write_text(json.dumps(prev | result, indent=2, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

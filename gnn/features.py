@@ -1,0 +1,166 @@
+"""User features: what is read from the store, how it is encoded, and the saved spec
+that makes scoring repeat training's encoding exactly.
+
+Own features come from the User node (credit features, lifecycle, account age) and from
+the user's own payments (PAID: count, amounts, channels, recency). Numbers pass through
+``log1p`` where heavy-tailed, then are standardised with means and deviations computed
+on training users only and saved in the spec; a missing value becomes 0 after scaling
+with a 0/1 "missing" column beside it. Times are turned into ages against the spec's
+``reference_ms``, fixed at training, so a score does not drift with the wall clock.
+Labels (is_fraud, fraud_kind, fraud_ts) and scores are never features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+DAY_MS = 86_400_000.0
+
+NUMERIC_USER_PROPS: tuple[str, ...] = (
+    "credit_score", "income", "months_on_book", "overdue_count", "worst_dpd",
+    "utilisation", "monthly_spend", "monthly_txns", "merchant_categories",
+    "active_days_30d", "other_products", "obligations",
+)
+LOG_PROPS = frozenset({"income", "monthly_spend", "monthly_txns", "obligations", "worst_dpd",
+                       "overdue_count"})
+LIFECYCLES: tuple[str, ...] = ("new", "active", "dormant")
+USER_EXPORT_PROPS: tuple[str, ...] = (
+    *NUMERIC_USER_PROPS, "repayment_history", "lifecycle", "signup_ts", "is_fraud", "fraud_ts",
+)
+PAID_EXPORT_PROPS: tuple[str, ...] = ("amount", "ts", "channel")
+MAX_CHANNELS = 8
+
+
+@dataclass
+class FeatureSpec:
+    """Everything needed to encode users the same way later."""
+
+    names: list[str]
+    mean: list[float]
+    std: list[float]
+    reference_ms: float
+    channels: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        return cls(**dict(d))
+
+
+def repayment_features(history: np.ndarray) -> np.ndarray:
+    """From the month string (oldest first): months billed, on-time share, overdue
+    months in the last 6 and 12, worst bucket in the last 12, current on-time streak."""
+    out = np.full((len(history), 6), np.nan)
+    for i, h in enumerate(history.tolist()):
+        if not isinstance(h, str) or not h:
+            continue
+        billed = [c for c in h if c != "-"]
+        if not billed:
+            out[i, 0] = 0
+            continue
+        last6 = [c for c in h[-6:] if c != "-"]
+        last12 = [c for c in h[-12:] if c != "-"]
+        streak = 0
+        for c in reversed(billed):
+            if c != "0":
+                break
+            streak += 1
+        out[i] = (
+            len(billed),
+            sum(c == "0" for c in billed) / len(billed),
+            sum(c not in "0" for c in last6),
+            sum(c not in "0" for c in last12),
+            max((int(c) for c in last12 if c.isdigit()), default=0),
+            streak,
+        )
+    return out
+
+
+def payment_features(
+    n_users: int, user_idx: np.ndarray, amount: np.ndarray, ts: np.ndarray,
+    channel: np.ndarray, reference_ms: float, channels: list[str],
+) -> np.ndarray:
+    """Per user from its payments: count, log total, mean and max log amount, days
+    since the last payment, and the share of each channel."""
+    cnt = np.bincount(user_idx, minlength=n_users).astype(np.float64)
+    la = np.log1p(np.nan_to_num(np.maximum(amount, 0.0)))
+    tot = np.bincount(user_idx, weights=np.nan_to_num(np.maximum(amount, 0.0)),
+                      minlength=n_users)
+    mean = np.bincount(user_idx, weights=la, minlength=n_users) / np.maximum(cnt, 1)
+    mx = np.zeros(n_users)
+    np.maximum.at(mx, user_idx, la)
+    last = np.full(n_users, -np.inf)
+    np.maximum.at(last, user_idx, np.nan_to_num(ts, nan=-np.inf))
+    since = np.where(np.isfinite(last), (reference_ms - last) / DAY_MS, np.nan)
+    cols = [cnt, np.log1p(tot), np.where(cnt > 0, mean, np.nan), np.where(cnt > 0, mx, np.nan),
+            since]
+    ch_names = np.array(["" if c is None else str(c) for c in channel.tolist()], dtype=object)
+    known, inverse = (np.unique(ch_names.astype(str), return_inverse=True)
+                      if len(ch_names) else (np.zeros(0, str), np.zeros(0, np.int64)))
+    for ch in channels:
+        hit = (inverse.reshape(-1) == int(np.searchsorted(known, ch))) if ch in known else None
+        w = hit.astype(np.float64) if hit is not None else np.zeros(len(user_idx))
+        cols.append(np.bincount(user_idx, weights=w, minlength=n_users) / np.maximum(cnt, 1))
+    return np.stack(cols, axis=1)
+
+
+def raw_user_matrix(
+    users: Mapping[str, np.ndarray], payments: np.ndarray, reference_ms: float,
+    channels: list[str],
+) -> tuple[np.ndarray, list[str]]:
+    """Unscaled own features (NaN where missing) and their names."""
+    n = len(users["signup_ts"])
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    for p in NUMERIC_USER_PROPS:
+        v = np.asarray(users[p], dtype=np.float64)
+        cols.append(np.log1p(np.maximum(v, 0)) if p in LOG_PROPS else v)
+        names.append(p)
+    rep = repayment_features(np.asarray(users["repayment_history"], dtype=object))
+    cols += list(rep.T)
+    names += ["rep_months", "rep_on_time_share", "rep_overdue_6m", "rep_overdue_12m",
+              "rep_worst_12m", "rep_streak"]
+    life = np.asarray(users["lifecycle"], dtype=object)
+    for lc in LIFECYCLES:
+        cols.append(np.array([v == lc for v in life.tolist()], dtype=np.float64))
+        names.append(f"lifecycle_{lc}")
+    signup = np.asarray(users["signup_ts"], dtype=np.float64)
+    cols.append(np.log1p(np.maximum((reference_ms - signup) / DAY_MS, 0)))
+    names.append("log_account_age_days")
+    cols += list(payments.T)
+    names += ["paid_n", "paid_log_total", "paid_mean_log_amount", "paid_max_log_amount",
+              "paid_days_since_last", *[f"paid_share_{c}" for c in channels]]
+    return np.stack(cols, axis=1) if n else np.zeros((0, len(names))), names
+
+
+def common_channels(channel: np.ndarray) -> list[str]:
+    """The most used payment channels (at most MAX_CHANNELS), fixed at training."""
+    vals, counts = np.unique(np.array([str(c) for c in channel.tolist() if c is not None]),
+                             return_counts=True)
+    return sorted(vals[np.argsort(-counts)][:MAX_CHANNELS].tolist())
+
+
+def fit_spec(raw: np.ndarray, names: list[str], rows: np.ndarray, reference_ms: float,
+             channels: list[str]) -> FeatureSpec:
+    """Scaling statistics from the training users' rows only."""
+    sub = raw[rows]
+    mean = np.nanmean(np.where(np.isfinite(sub), sub, np.nan), axis=0)
+    std = np.nanstd(np.where(np.isfinite(sub), sub, np.nan), axis=0)
+    mean = np.nan_to_num(mean)
+    std = np.where(np.nan_to_num(std) > 1e-9, np.nan_to_num(std), 1.0)
+    return FeatureSpec(list(names), mean.tolist(), std.tolist(), float(reference_ms),
+                       list(channels))
+
+
+def encode(raw: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Scaled features with missing indicators; float32."""
+    z = (raw - np.asarray(spec.mean)) / np.asarray(spec.std)
+    missing = ~np.isfinite(z)
+    z = np.clip(np.where(missing, 0.0, z), -10, 10)
+    return np.concatenate([z, missing.astype(np.float64)], axis=1).astype(np.float32)

@@ -1,0 +1,77 @@
+"""train, evaluate, score, models: run as a user runs them, `riskgraph` in a subprocess
+against an embedded store holding a small graph with rings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graph.embedded import EmbeddedStore
+from tests.gnn_graphs import build
+
+RISKGRAPH = [sys.executable, "-m", "api.cli"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gnn-cli")
+    store = EmbeddedStore(root / "graph")
+    store.init()
+    build(store, seed=2)
+    store.close()
+    return root
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded"}
+    return subprocess.run([*RISKGRAPH, *args], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_models_before_training_says_so(tmp_path: Path) -> None:
+    out = run(tmp_path, "models")
+    assert out.returncode == 0 and "no trained models" in out.stdout
+
+
+def test_evaluate_without_a_model_fails_with_advice(tmp_path: Path) -> None:
+    out = run(tmp_path, "evaluate", "--json")
+    assert out.returncode != 0 and "riskgraph train" in out.stderr
+
+
+def test_train_evaluate_score_models(home: Path) -> None:
+    out = run(home, "train", "--split", "random", "--json")
+    assert out.returncode == 0, out.stderr
+    version = json.loads(out.stdout)["version"]
+
+    out = run(home, "evaluate", "--json")
+    assert out.returncode == 0, out.stderr
+    ev = json.loads(out.stdout)
+    keys = {"auc", "ap", "f1_macro", "recall_at_1pct_fpr"}
+    assert keys <= set(ev["model"])
+    assert keys <= set(ev["baselines"]["lgbm_own"]) and keys <= set(ev["baselines"]["lgbm_graph"])
+    for png in ev["plots"]:
+        assert Path(png).is_file() and Path(png).read_bytes()[:4] == b"\x89PNG"
+
+    out = run(home, "score", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["written"] > 0
+
+    out = run(home, "score", "--user", "tied0", "--explain", "--json")
+    assert out.returncode == 0, out.stderr
+    one = json.loads(out.stdout)
+    assert one["version"] == version and one["contributions"]
+
+    out = run(home, "models", "--json")
+    listed = json.loads(out.stdout)
+    assert [m["version"] for m in listed] == [version] and listed[0]["seed"] == 0
+
+
+def test_unknown_user_is_not_found(home: Path) -> None:
+    run(home, "train")
+    out = run(home, "score", "--user", "nobody")
+    assert out.returncode == 1 and "nobody" in out.stderr

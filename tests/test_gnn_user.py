@@ -1,0 +1,165 @@
+"""The user model on a small graph with rings: tensors, training, the three scores,
+on-demand scoring, explanations, model files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnn import pipeline, registry
+from gnn.explain import explain_user
+from gnn.score import prepare, score_arrays, score_user
+from gnn.tensors import export_graph, neighbourhood_graph, to_heterodata
+from gnn.train import logits
+from graph.embedded import EmbeddedStore
+from tests.gnn_graphs import build
+
+warnings.filterwarnings("ignore", message="Sparse")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("gnn")
+    store = EmbeddedStore(root / "graph")
+    store.init()
+    small = build(store)
+    version, metrics = pipeline.train_users(store, root / "models", "random", seed=0,
+                                            max_epochs=150)
+    _, model = registry.load(root / "models", version)
+    yield store, small, root, version, metrics, model
+    store.close()
+
+
+def test_export_builds_heterodata_with_id_maps(world) -> None:
+    store, small, *_ = world
+    g = export_graph(store)
+    assert g.n_users == len(small.users)
+    assert g.user_ids.tolist() == sorted(small.users)
+    idx = g.index_of()
+    u, i = g.item_edges["USES"]
+    ring0 = {idx[m] for m in small.rings[0]}
+    dev = int(np.nonzero(g.item_ids["USES"] == small.ring_devices[0])[0][0])
+    assert set(u[i == dev].tolist()) == ring0 | {idx[small.tied[0]]}
+    data = to_heterodata(g, np.zeros((g.n_users, 3), np.float32),
+                         np.zeros((g.n_users, 2), np.float32))
+    assert ("user", "uses", "device") in data.edge_types
+    assert data["user"].x.shape == (g.n_users, 3)
+
+
+def test_training_reports_model_and_baselines(world) -> None:
+    *_, metrics, _ = world
+    for name in ("model",):
+        assert set(metrics[name]) >= {"auc", "ap", "f1_macro", "recall_at_1pct_fpr"}
+    assert set(metrics["baselines"]) == {"lgbm_own", "lgbm_graph"}
+    # rings are easy to see on this graph: the model must find them
+    assert metrics["model"]["auc"] > 0.9
+
+
+def test_clean_user_tied_to_ring_has_high_relational_low_own_risk(world) -> None:
+    store, small, _, _, _, model = world
+    g = export_graph(store)
+    s = score_arrays(model, g)
+    idx = g.index_of()
+    clean = [idx[u] for u, y in small.labels.items() if y == 0]
+    for u in small.tied:
+        i = idx[u]
+        assert s["relational_risk"][i] > 0.5
+        assert s["own_risk"][i] < 0.2
+        assert s["relational_risk"][i] > np.quantile(s["relational_risk"][clean], 0.95)
+    assert s["relational_risk"][idx[small.loner]] < 0.2
+
+
+def test_own_label_never_reaches_own_scores(world) -> None:
+    store, small, _, _, _, model = world
+    victim = small.rings[3][0]
+    before = score_user(model, store, victim)
+    store.upsert_nodes("User", {"id": [victim], "is_fraud": [0]})
+    try:
+        after = score_user(model, store, victim)
+    finally:
+        store.upsert_nodes("User", {"id": [victim], "is_fraud": [1]})
+    for k in before:
+        assert after[k] == pytest.approx(before[k], abs=1e-9)
+    # while the ring-mates' known labels do reach it (compared as logits: the calibrated
+    # probability of a ring member is saturated)
+    mates = small.rings[3][1:]
+
+    def rel_logit() -> float:
+        g = neighbourhood_graph(store, victim)
+        return float(logits(model.net, prepare(model, g))["relational"][0])
+
+    known = rel_logit()
+    store.upsert_nodes("User", {"id": mates, "is_fraud": [0] * len(mates)})
+    try:
+        cleared = rel_logit()
+    finally:
+        store.upsert_nodes("User", {"id": mates, "is_fraud": [1] * len(mates)})
+    assert abs(cleared - known) > 0.1
+
+
+def test_on_demand_equals_batch(world) -> None:
+    store, small, root, version, _, model = world
+    pipeline.score_all(store, root / "models", version)
+    some = small.users[::17] + small.tied + [small.loner, small.rings[0][0]]
+    nodes = store.get_nodes("User", some)
+    for u, n in zip(some, nodes):
+        s = score_user(model, store, u)
+        assert n is not None and n.properties["model_version"] == version
+        for k, v in s.items():
+            assert abs(v - n.properties[k]) < 1e-4, (u, k)
+
+
+def test_new_link_to_ring_device_raises_relational_risk(tmp_path: Path, world) -> None:
+    _, small, _, _, _, model = world
+    store = EmbeddedStore(tmp_path / "graph")
+    store.init()
+    build(store)
+    before = score_user(model, store, small.loner)
+    store.upsert_relationships("USES", {"src": [small.loner], "dst": [small.ring_devices[4]]})
+    after = score_user(model, store, small.loner)
+    assert after["relational_risk"] > before["relational_risk"] + 0.2
+    assert after["own_risk"] == pytest.approx(before["own_risk"], abs=1e-9)
+    g = neighbourhood_graph(store, small.loner)
+    assert set(small.rings[4]) <= set(g.user_ids.tolist())
+    store.close()
+
+
+def test_explanation_names_the_ring(world) -> None:
+    store, small, _, _, _, model = world
+    out = explain_user(model, store, small.tied[0], top=5)
+    top = out["contributions"][0]
+    assert top.id in set(small.rings[0]) | {small.ring_devices[0]}
+    assert top.relational_risk_drop > 0
+    assert out["neighbours"] == len(small.rings[0])
+
+
+def test_model_directory_round_trip(world) -> None:
+    store, small, root, version, _, model = world
+    d = registry.resolve(root / "models", version)
+    for f in ("weights.pt", "model.json", "fingerprint.json", "metrics.json", "split.json"):
+        assert (d / f).is_file()
+    _, again = registry.load(root / "models", version)
+    g = export_graph(store)
+    a, b = score_arrays(model, g), score_arrays(again, g)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-7)
+    assert registry.load(root / "models", "latest")[0] == version
+
+
+def test_time_split_trains_on_the_past(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "graph")
+    store.init()
+    build(store, seed=1)
+    version, metrics = pipeline.train_users(store, tmp_path / "models", "time", seed=0,
+                                            max_epochs=60)
+    t = metrics["training"]
+    assert t["split"] == "time" and t["cut_ms"] is not None
+    _, model = registry.load(tmp_path / "models", version)
+    g = export_graph(store)
+    signup = dict(zip(g.user_ids.tolist(), g.users["signup_ts"].tolist()))
+    assert max(signup[u] for u in model.split["fit"] + model.split["val"]) < t["cut_ms"]
+    assert min(signup[u] for u in model.split["test"]) >= t["cut_ms"]
+    store.close()
