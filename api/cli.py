@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "api.commands.load",
     "api.commands.serve",
     "api.commands.gnn",
+    "api.commands.demo",
 ]
 
 
