@@ -46,6 +46,32 @@ class LineProductError(LimitsError):
     """The store has no Product node for a credit line."""
 
 
+# The safe action when the store cannot be read (see docs/reliability.md): nothing the
+# decision needs (scores, features, current limits) can be read, so nothing is changed.
+RISK_DATA_UNAVAILABLE = "RISK_DATA_UNAVAILABLE"
+RISK_DATA_UNAVAILABLE_EN = (
+    "Risk data unavailable: the graph store cannot be reached, so the limits stay as they "
+    "are (no raise, no new line, no new exposure). Ask again when the service is back.")
+RISK_DATA_UNAVAILABLE_ZH = (
+    "风险数据暂不可用：无法读取图数据库，额度保持不变（不提额、不开通新额度、不新增敞口）。"
+    "请在服务恢复后重新评估。")
+
+
+def unavailable_decision(user_id: str, *, dry_run: bool, at_ms: int,
+                         policy_version: str | None = None) -> dict[str, Any]:
+    """The fallback decision for a user whose risk data cannot be read: action ``keep``,
+    no line changed, reason RISK_DATA_UNAVAILABLE, flagged ``fallback``. It is not
+    recorded in the audit trail and nothing is written to the store: no decision was
+    made, the current limits stand."""
+    return {
+        "user_id": user_id, "action": "keep", "dry_run": dry_run, "fallback": True,
+        "policy_version": policy_version, "model_version": None, "decided_at_ms": at_ms,
+        "refer": None, "lines": [], "counterfactuals": [],
+        "reasons": [{"code": RISK_DATA_UNAVAILABLE, "line": None,
+                     "en": RISK_DATA_UNAVAILABLE_EN, "zh": RISK_DATA_UNAVAILABLE_ZH}],
+    }
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -205,7 +231,14 @@ class LimitsService:
                counterfactuals: bool = True) -> Decision:
         """Decide for one user (with counterfactuals unless told not to); when ``apply``,
         record and write it."""
-        d = decide(self.profile(user_id, at_ms), self.policy, counterfactuals=counterfactuals)
+        return self.decide_profile(self.profile(user_id, at_ms), apply=apply,
+                                   counterfactuals=counterfactuals)
+
+    def decide_profile(self, profile: Profile, *, apply: bool = True,
+                       counterfactuals: bool = True) -> Decision:
+        """Decide on a profile already read; when ``apply``, record it (synced to disk)
+        and then write it to the store."""
+        d = decide(profile, self.policy, counterfactuals=counterfactuals)
         if apply:
             self.audit.keep_policy(self.policy, self.policy_text)
             self.audit.append(d, applied=True, recorded_at_ms=self.clock())

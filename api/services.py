@@ -1,46 +1,23 @@
-"""Seams to the limit engine and the GNN scorer.
+"""The API's calls into the limit engine and the fraud model.
 
-Each function imports its service module when first called, so the API starts and
-serves everything else while a service is not installed; a field that needs a missing
-service answers with the error code UNAVAILABLE instead of made-up data.
-
-The limit engine is part of every installation and is called directly. Expected in
-``api.gnn_service``::
-
-    rescore_user(store, settings, user_id: str) -> object   # scores written to the store
-    explain_user(store, settings, user_id: str, *, top_k: int) -> Explanation
-
-The shapes of Decision, Review and Explanation are read by attribute or key; see
-api/types.py (``decision_from``, ``review_from``, ``explanation_from``).
+Each imports its module when first called, so the server starts fast. With no trained
+model, the model's fields answer UNAVAILABLE with what to do (`riskgraph train`).
+Decisions, reviews and explanations are read by attribute or key in api/types.py
+(``decision_from``, ``review_from``, ``explanation_from``).
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
+import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from api.errors import ServiceUnavailableError
 from api.settings import Settings
+from graph.errors import StoreUnavailableError
 from graph.store import GraphStore
 
-GNN_MODULE = "api.gnn_service"
-
-
-def _function(module: str, name: str, what: str) -> Callable[..., Any]:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            raise ServiceUnavailableError(
-                f"the {what} is not available in this installation ({module} is missing)"
-            ) from None
-        raise
-    fn = getattr(mod, name, None)
-    if fn is None:
-        raise ServiceUnavailableError(f"the {what} does not offer {module}.{name}")
-    return fn  # type: ignore[no-any-return]
+log = logging.getLogger("riskgraph.api")
 
 
 _limits_lock = threading.Lock()
@@ -69,9 +46,34 @@ def limits_service(store: GraphStore, settings: Settings) -> Any:
 def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
                  counterfactuals: bool = True) -> Any:
     """The decision for one user; recorded in the audit trail and applied unless a dry run.
-    Counterfactuals cost many decisions, so callers that do not show them skip them."""
-    return limits_service(store, settings).decide(
-        user_id, apply=not dry_run, counterfactuals=counterfactuals)
+    Counterfactuals cost many decisions, so callers that do not show them skip them.
+
+    When the store cannot be read the answer is the documented safe fallback
+    (``unavailable_decision``: keep, no new exposure, not recorded). A store lost after
+    the decision was recorded is not hidden: that error reaches the caller."""
+    svc = limits_service(store, settings)
+    try:
+        profile = svc.profile(user_id)
+    except StoreUnavailableError as exc:
+        return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
+    return svc.decide_profile(profile, apply=not dry_run, counterfactuals=counterfactuals)
+
+
+def fallback_decision(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
+                      cause: BaseException) -> Any:
+    """The safe decision while the store is unreachable (see ``decide_limit``)."""
+    from api.limits_service import unavailable_decision
+
+    svc = limits_service(store, settings)
+    log.warning("decideLimit fell back: risk data unavailable",
+                extra={"user_id_hash": _short_hash(user_id), "error": type(cause).__name__})
+    return unavailable_decision(user_id, dry_run=dry_run, at_ms=svc.clock(),
+                                policy_version=svc.policy.version)
+
+
+def _short_hash(text: str) -> str:
+    """A stable pseudonym for an id in logs (ids are personal data)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def decision_history(store: GraphStore, settings: Settings, user_id: str, *, limit: int) -> Any:
@@ -102,10 +104,12 @@ def review_limits(
 
 
 def rescore_user(store: GraphStore, settings: Settings, user_id: str) -> Any:
-    fn = _function(GNN_MODULE, "rescore_user", "GNN scorer")
-    return fn(store, settings, user_id)
+    from api import gnn_service
+
+    return gnn_service.rescore_user(store, settings, user_id)
 
 
 def explain_user(store: GraphStore, settings: Settings, user_id: str, *, top_k: int) -> Any:
-    fn = _function(GNN_MODULE, "explain_user", "GNN scorer")
-    return fn(store, settings, user_id, top_k=top_k)
+    from api import gnn_service
+
+    return gnn_service.explain_user(store, settings, user_id, top_k=top_k)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import neo4j
 import pytest
@@ -91,3 +92,28 @@ def store(request: pytest.FixtureRequest) -> GraphStore:
     """Every GraphStore backend in turn, empty and initialised."""
     fixture = "embedded_store" if request.param == "embedded" else "neo4j_store"
     return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def gnn_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]:
+    """A small graph with fraud rings (tests/gnn_graphs.py) and a model trained on it,
+    once per session: (store, graph, root, version, metrics, model)."""
+    from gnn import pipeline, registry
+    from graph.embedded import EmbeddedStore
+    from tests.gnn_graphs import build
+
+    root = tmp_path_factory.mktemp("gnn")
+    store = EmbeddedStore(root / "graph")
+    store.init()
+    small = build(store)
+    version, metrics = pipeline.train_users(store, root / "models", "random", seed=0,
+                                            max_epochs=150)
+    _, model = registry.load(root / "models", version)
+    yield store, small, root, version, metrics, model
+    store.close()
+
+
+@pytest.fixture
+def trained_models(gnn_world: tuple[Any, ...]) -> Path:
+    """The directory of a trained model; copy it into a test's RISKGRAPH_HOME/models."""
+    return Path(gnn_world[2]) / "models"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from api import services
 from api.auth import ACCESS, Authenticator, Principal
 from api.context import Context, Runtime
 from api.schema import schema
@@ -105,9 +105,8 @@ PROBES = {
 
 
 @pytest.fixture
-def runtime(embedded_store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-            ) -> Any:
-    monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
+def runtime(embedded_store: GraphStore, tmp_path: Path, trained_models: Path) -> Any:
+    shutil.copytree(trained_models, tmp_path / "models")  # rescore and explain need a model
     load_small_graph(embedded_store)
     rt = Runtime.build(embedded_store, Settings(home=tmp_path))
     yield rt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import time
 import urllib.error
@@ -51,9 +52,8 @@ def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
 
 
 @pytest.fixture
-def server(store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[Running]:
-    monkeypatch.setattr(services, "GNN_MODULE", "tests.api_fake_services")
+def server(store: GraphStore, tmp_path: Path, trained_models: Path) -> Iterator[Running]:
+    shutil.copytree(trained_models, tmp_path / "home" / "models")
     load_small_graph(store)
     made = {role: new_api_key(role) for role in ROLES}
     settings = Settings(home=tmp_path / "home", api_timeout_s=1.0,
@@ -172,11 +172,18 @@ def test_limit_engine_client_decide_and_risk_async(server: Running) -> None:
     assert 'riskgraph_limit_decisions_total{action="freeze",dry_run="true"} 2' in body.decode()
 
 
-def test_request_time_limit(server: Running) -> None:
+def test_request_time_limit(server: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = services.explain_user
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # a stalled model, injected
+        time.sleep(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "explain_user", slow)
     with server.client("admin") as rg:
         started = time.monotonic()
         with pytest.raises(ApiClientError) as err:
-            rg.execute('{ user(id: "u01") { explanation(topK: 42) { modelVersion } } }')
+            rg.execute('{ user(id: "u01") { explanation(topK: 5) { modelVersion } } }')
         assert err.value.codes == ["TIMEOUT"]
         assert time.monotonic() - started < 1.4
         assert rg.risk("u01")["id"] == "u01"  # the server still answers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -306,13 +307,35 @@ def test_batched_searches_match_the_per_user_queries(
         store.close()
 
 
-def test_gnn_missing_answers_unavailable(runtime: Runtime,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "GNN_MODULE", "tests.no_such_gnn_module")
+def test_model_fields_answer_unavailable_before_any_training(runtime: Runtime) -> None:
     data, errors = run(runtime, '{ user(id: "u01") { id explanation { modelVersion } } }',
                        role="admin")
     assert data["user"]["id"] == "u01"
     assert codes(errors) == ["UNAVAILABLE"]
+    assert "riskgraph train" in errors[0]["message"]
+
+
+def test_rescore_and_explain_with_a_trained_model(runtime: Runtime, trained_models: Path
+                                                  ) -> None:
+    shutil.copytree(trained_models, runtime.settings.models_dir)
+    # u08 is alone on device d2; tie it to the u01 ring's device and rescore on demand.
+    before, errors = run(runtime, 'mutation { rescoreUser(userId: "u08") { relationalRisk '
+                                  'modelVersion } }', role="limit_engine")
+    assert errors == [] and before["rescoreUser"]["modelVersion"].startswith("user-")
+    runtime.store.upsert_relationships("USES", {"src": ["u08"], "dst": ["d1"]})
+    after, errors = run(runtime, 'mutation { rescoreUser(userId: "u08") { relationalRisk '
+                                 'fraudRisk } }', role="limit_engine")
+    assert errors == []
+    assert after["rescoreUser"]["relationalRisk"] > before["rescoreUser"]["relationalRisk"]
+    data, errors = run(runtime, '{ user(id: "u08") { explanation(topK: 3) { modelVersion '
+                                'relationalRisk drivers { label id relType weight } } } }',
+                       role="admin")
+    assert errors == []
+    e = data["user"]["explanation"]
+    assert abs(e["relationalRisk"] - after["rescoreUser"]["relationalRisk"]) < 1e-6
+    assert len(e["drivers"]) == 3
+    assert {d["id"] for d in e["drivers"]} & {"d1", "u01", "u02", "u03"}
+    assert e["drivers"] == sorted(e["drivers"], key=lambda d: -abs(d["weight"]))
 
 
 def test_decide_limit_runs_the_real_policy(runtime: Runtime) -> None:

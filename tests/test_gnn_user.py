@@ -20,17 +20,10 @@ from tests.gnn_graphs import build
 warnings.filterwarnings("ignore", message="Sparse")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("gnn")
-    store = EmbeddedStore(root / "graph")
-    store.init()
-    small = build(store)
-    version, metrics = pipeline.train_users(store, root / "models", "random", seed=0,
-                                            max_epochs=150)
-    _, model = registry.load(root / "models", version)
-    yield store, small, root, version, metrics, model
-    store.close()
+@pytest.fixture
+def world(gnn_world):
+    """The session's small graph with rings and the model trained on it (conftest)."""
+    return gnn_world
 
 
 def test_export_builds_heterodata_with_id_maps(world) -> None:
