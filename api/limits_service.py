@@ -217,7 +217,10 @@ class LimitsService:
             line = kinds.get(rel.dst)
             if line is not None and line not in lines:
                 lines[line] = line_state(rel.properties, last_raises.get((user_id, line)))
-        ring = queries.ring_of(self.store, user_id, min_size=self.policy.risk.ring_min_size)
+        # The walk stops one member past ring_max_size: a larger group does not count,
+        # so there is no need to walk a community of thousands for every decision.
+        ring = queries.ring_of(self.store, user_id, min_size=self.policy.risk.ring_min_size,
+                               max_members=self.policy.risk.ring_max_size + 1)
         return profile_from_values(
             user_id, node.properties, lines,
             (ring.id, ring.size) if ring is not None else None,

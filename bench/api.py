@@ -205,7 +205,8 @@ def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, A
         have_limits = False
     if have_limits:
         out["decideLimit_function"] = summary(timed(
-            lambda uid: services.decide_limit(store, settings, uid, dry_run=True)), 1, 0)
+            lambda uid: services.decide_limit(store, settings, uid, dry_run=True,
+                                              counterfactuals=False)), 1, 0)
         out["decideLimit_schema_execute"] = summary(timed(gql_call(DECIDE, "limit_engine")), 1, 0)
     out["risk_function"] = summary(timed(lambda uid: store.get_nodes("User", [uid])), 1, 0)
     out["risk_schema_execute"] = summary(timed(gql_call(RISK, "limit_engine")), 1, 0)

@@ -63,6 +63,7 @@ def test_default_policy_loads_with_version_and_hash(policy) -> None:
         (("{ max_pd = 0.03, factor = 0.85 }", "{ max_pd = 0.03, factor = 1.2 }"),
          "risk.pd_grades.1.factor", "less than or equal"),
         (("version =", "version = = "), "(file)", "not valid TOML"),
+        (("ring_max_size = 30", "ring_max_size = 2"), "risk", "ring_max_size"),
     ],
 )
 def test_bad_policy_is_rejected_naming_field_and_reason(text, edit, field, words) -> None:
@@ -196,3 +197,17 @@ def test_round_down_never_exceeds() -> None:
     assert round_down(29_999.999, 100) == 29_900
     assert round_down(30_000, 100) == 30_000
     assert round_down(-5, 100) == 0
+
+
+def test_a_small_ring_counts_a_community_does_not(policy) -> None:
+    """Sharing alone is not a fraud signal: a connected group larger than ring_max_size
+    (an office, a campus network) puts nobody in a higher band; a small ring does."""
+    limit = policy.risk.ring_max_size
+    alone = decide(good(), policy)
+    ring = decide(good(ring_id="ring:x", ring_size=5), policy)
+    community = decide(good(ring_id="ring:y", ring_size=limit + 1), policy)
+    assert ring.assessment.band != alone.assessment.band
+    assert "ring" in ring.assessment.drivers
+    assert community.assessment.band == alone.assessment.band
+    assert community.line("bnpl").new_limit == alone.line("bnpl").new_limit
+    assert ring.line("bnpl").new_limit <= alone.line("bnpl").new_limit
