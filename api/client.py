@@ -20,7 +20,7 @@ from gql.transport.exceptions import TransportQueryError, TransportServerError
 from graph.errors import RiskGraphError
 
 DECISION_FIELDS = """
-  userId action dryRun policyVersion modelVersion decidedAt refer
+  userId action dryRun fallback policyVersion modelVersion decidedAt refer
   lines { line action current limit change tempLimit tempUntil reasons { code line en zh } }
   reasons { code line en zh }
   counterfactuals { lever current needed action en zh }

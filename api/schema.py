@@ -42,7 +42,7 @@ from api.types import (
     review_from,
 )
 from graph import queries
-from graph.errors import NotFoundError
+from graph.errors import NotFoundError, StoreUnavailableError
 from graph.model import Node
 
 RINGS_TTL_S = 60.0
@@ -171,8 +171,10 @@ class Query:
         cursors = [encode_cursor("users", n.id) for n in page]
         has_next = len(found) > first or more
         # A scan that stopped early resumes after the last id it looked at.
-        end = cursors[-1] if len(found) > first or not more or last is None \
-            else encode_cursor("users", last)
+        if len(found) > first or not more or last is None:
+            end = cursors[-1] if cursors else None  # first: 0 gives an empty page
+        else:
+            end = encode_cursor("users", last)
         return UserConnection(
             edges=[UserEdge(cursor=c, node=User(node=n)) for c, n in zip(cursors, page)],
             page_info=page_info(cursors, has_next, start is not None, end),
@@ -245,11 +247,20 @@ class Mutation:
             raise ForbiddenError(
                 "applying a decision (dryRun: false) needs the limit_engine or admin role"
             )
-        await load_user(info, check_id(str(user_id), "userId"))
-        got = await ctx.run(services.decide_limit, ctx.store, ctx.settings, str(user_id),
-                            dry_run=dry_run,
-                            counterfactuals=_selects(info, "counterfactuals"))
+        uid = check_id(str(user_id), "userId")
+        try:
+            await load_user(info, uid)
+        except StoreUnavailableError as exc:
+            got = await ctx.run(services.fallback_decision, ctx.store, ctx.settings, uid,
+                                dry_run=dry_run, cause=exc)
+        else:
+            got = await ctx.run(services.decide_limit, ctx.store, ctx.settings, uid,
+                                dry_run=dry_run,
+                                counterfactuals=_selects(info, "counterfactuals"))
         decision = decision_from(got, dry_run)
+        if decision.fallback:  # counted apart; no decision was made or recorded
+            ctx.runtime.metrics.decisions.inc("fallback", str(dry_run).lower())
+            return decision
         ctx.runtime.metrics.decisions.inc(decision.action or "unknown", str(dry_run).lower())
         if not dry_run:
             await ctx.run(ctx.runtime.actions.record, "decideLimit", ctx.principal.key_id,

@@ -262,7 +262,8 @@ def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) 
 
 def app_from_env() -> RiskGraphApp:
     """Factory for ``uvicorn --factory api.server:app_from_env`` (several workers)."""
-    from api.bootstrap import open_store
+    from api.bootstrap import api_store_retry_s, open_store
 
     settings = Settings.from_env()
-    return create_app(open_store(settings), settings, owns_store=True)
+    return create_app(open_store(settings, retry_s=api_store_retry_s(settings)), settings,
+                      owns_store=True)

@@ -42,6 +42,9 @@ class Settings:
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     neo4j_database: str = "neo4j"
+    # Seconds a transaction is retried while the server is unreachable (loads ride out
+    # a restart); the API uses at most a quarter of api_timeout_s.
+    neo4j_retry_s: float = 10.0
     policy: Path | None = None  # limit policy file; None: the packaged limits/policy.toml
     # API server (issue 6). Keys as "role:sha256hex,..." in RISKGRAPH_API_KEYS.
     api_keys: tuple[ApiKeySpec, ...] = ()
@@ -66,6 +69,7 @@ class Settings:
             neo4j_user=env.get("RISKGRAPH_NEO4J_USER", cls.neo4j_user),
             neo4j_password=env.get("RISKGRAPH_NEO4J_PASSWORD", cls.neo4j_password),
             neo4j_database=env.get("RISKGRAPH_NEO4J_DATABASE", cls.neo4j_database),
+            neo4j_retry_s=_positive(env, "RISKGRAPH_NEO4J_RETRY_S", cls.neo4j_retry_s),
             policy=Path(env["RISKGRAPH_POLICY"]) if env.get("RISKGRAPH_POLICY") else None,
             api_keys=parse_api_keys(env.get("RISKGRAPH_API_KEYS", "")),
             api_max_depth=_positive(env, "RISKGRAPH_API_MAX_DEPTH", cls.api_max_depth),

@@ -255,6 +255,10 @@ class Decision:
     lines: list[LineDecision]
     reasons: list[Reason]
     counterfactuals: list[Counterfactual]
+    fallback: bool = strawberry.field(
+        default=False,
+        description="True when the risk data could not be read and the safe action was "
+                    "returned instead of a decision: keep, nothing changed, not recorded.")
 
 
 def _text(v: Any) -> str | None:
@@ -313,6 +317,7 @@ def decision_from(d: Any, dry_run: bool | None = None) -> Decision:
         lines=lines,
         reasons=[_reason(r) for r in _pick(d, "reasons", default=()) or ()],
         counterfactuals=[_counterfactual(c) for c in _pick(d, "counterfactuals", default=()) or ()],
+        fallback=bool(_pick(d, "fallback", default=False)),
     )
 
 

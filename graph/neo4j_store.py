@@ -56,9 +56,14 @@ BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 SCORE_COLUMNS = tuple(k for k, v in SCORE_PROPERTIES.items() if v is PropType.FLOAT)
 
 
-def connect(uri: str, user: str, password: str) -> neo4j.Driver:
+def connect(uri: str, user: str, password: str, retry_s: float = 10.0) -> neo4j.Driver:
     """A driver for the server at ``uri``. Building it does no I/O: the first query
-    (``Neo4jStore.init`` or ``ping``) is where an unreachable server shows."""
+    (``Neo4jStore.init`` or ``ping``) is where an unreachable server shows.
+
+    ``retry_s`` bounds how long a transaction is retried while the server cannot be
+    reached before StoreUnavailableError is raised: long for a load, which should ride
+    out a restart, short for the API, which must answer within its request time limit.
+    The driver reconnects by itself once the server is back."""
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in BOLT_SCHEMES:
         raise StoreUnavailableError(
@@ -70,7 +75,7 @@ def connect(uri: str, user: str, password: str) -> neo4j.Driver:
             uri,
             auth=(user, password),
             connection_timeout=10.0,
-            max_transaction_retry_time=10.0,
+            max_transaction_retry_time=retry_s,
         )
     except (ValueError, neo4j_errors.ConfigurationError) as exc:
         raise StoreUnavailableError(

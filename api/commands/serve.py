@@ -56,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import logs
-    from api.bootstrap import open_store
+    from api.bootstrap import api_store_retry_s, open_store
     from api.server import create_app
 
     settings = settings_for(args)
@@ -65,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         print("riskgraph: no API keys configured, every request will get 401; "
               "make one with `riskgraph apikey ROLE` and set RISKGRAPH_API_KEYS",
               file=sys.stderr)
-    store = open_store(settings)
+    store = open_store(settings, retry_s=api_store_retry_s(settings))
     app = create_app(store, settings, owns_store=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                             access_log=False, lifespan="on", log_level=args.log_level)
