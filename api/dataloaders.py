@@ -19,16 +19,6 @@ from graph.queries import DEFAULT_MAX_ITEM_USERS, LINK_TYPES, Link, LinkedAccoun
 from graph.store import Adjacency, GraphStore
 
 
-def _via(via: Iterable[str] | None) -> tuple[str, ...]:
-    if via is None:
-        return LINK_TYPES
-    chosen = tuple(dict.fromkeys(via))
-    bad = [v for v in chosen if v not in LINK_TYPES]
-    if bad:
-        raise InvalidBatchError(f"cannot link accounts via {bad}; choose from {list(LINK_TYPES)}")
-    return chosen
-
-
 def _links_by_user(
     store: GraphStore, users: Sequence[str], via: Sequence[str], max_item_users: int
 ) -> dict[str, list[tuple[Link, str]]]:
@@ -48,7 +38,7 @@ def linked_accounts_many(
     """Ranked linked accounts of each user, searched level by level for all at once."""
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
-    chosen = _via(via)
+    chosen = queries.check_via(via)
     uniq = list(dict.fromkeys(user_ids))
     missing = store.missing_nodes("User", uniq)
     out: dict[str, list[LinkedAccount] | NotFoundError] = {

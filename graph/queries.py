@@ -82,7 +82,8 @@ class Subgraph:
     truncated: bool
 
 
-def _check_via(via: Iterable[str] | None) -> tuple[str, ...]:
+def check_via(via: Iterable[str] | None) -> tuple[str, ...]:
+    """The link types asked for (all when None), each known, in order, once."""
     if via is None:
         return LINK_TYPES
     chosen = tuple(dict.fromkeys(via))
@@ -142,7 +143,7 @@ def linked_accounts(
     """The users linked to ``user_id`` within ``depth`` steps, ranked."""
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
-    chosen = _check_via(via)
+    chosen = check_via(via)
     if store.missing_nodes("User", [user_id]):
         raise NotFoundError(f"no user with id {user_id!r}")
     found: dict[str, LinkedAccount] = {}
@@ -172,7 +173,7 @@ def ring_of(
 ) -> Ring | None:
     """The ring that contains ``user_id``, or None when its group is smaller than
     ``min_size``. A group larger than ``max_members`` is cut there."""
-    chosen = _check_via(via)
+    chosen = check_via(via)
     if store.missing_nodes("User", [user_id]):
         raise NotFoundError(f"no user with id {user_id!r}")
     members = {user_id}
@@ -223,7 +224,7 @@ def rings(
 
     if min_size < 2:
         raise InvalidBatchError(f"min_size must be at least 2, got {min_size}")
-    chosen = _check_via(via)
+    chosen = check_via(via)
     # Gather every link edge as arrays: users on one side, items or users on the other.
     item_src: list[np.ndarray] = []
     item_dst: list[np.ndarray] = []
