@@ -11,8 +11,10 @@ load was killed, gives the same graph.
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class LoadOptions:
     batch_size: int = 100_000
     progress: bool = False
     validate: bool = True  # False only for benchmarks measuring the cost of validation
+    read_ahead: int = 2  # batches read and validated while the store writes; 0: none
 
 
 @dataclass
@@ -135,10 +138,13 @@ def load_file(store: GraphStore, planned: PlannedFile, options: LoadOptions,
             else contextlib.nullcontext())
     try:
         with bulk:
-            for raw in iter_batches(info, options.batch_size):
-                _load_batch(store, spec, raw, quarantine, report, options, transform)
-                if bar is not None:
-                    bar.update(raw.table.num_rows + len(raw.rejects))
+            batches = (_prepare(spec, raw, options, transform)
+                       for raw in iter_batches(info, options.batch_size))
+            with _ahead(batches, options.read_ahead) as prepared:
+                for batch in prepared:
+                    _load_batch(store, spec, batch, quarantine, report)
+                    if bar is not None:
+                        bar.update(batch.raw.table.num_rows + len(batch.raw.rejects))
     finally:
         quarantine.close()
         if bar is not None:
@@ -169,25 +175,94 @@ def _progress(options: LoadOptions, info: FileInfo) -> Any:
                 mininterval=0.5, leave=True)
 
 
-def _load_batch(store: GraphStore, spec: FileSpec, raw: RawBatch, quarantine: Quarantine,
-                report: FileReport, options: LoadOptions, transform: Transform | None
-                ) -> None:
-    for r in raw.rejects:
-        quarantine.add_raw(r.line, r.fields, r.error, r.raw)
-    report.rows += raw.table.num_rows + len(raw.rejects)
+@dataclass
+class _Prepared:
+    """A batch read and validated, ready for the store."""
+
+    raw: RawBatch
+    checked: Validated | None = None
+    columns: dict[str, Any] | None = None  # the good rows, as the store takes them
+    good: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def _prepare(spec: FileSpec, raw: RawBatch, options: LoadOptions,
+             transform: Transform | None) -> _Prepared:
+    """Everything for a batch that does not touch the store (run ahead in a thread)."""
     if raw.table.num_rows == 0:
-        return
+        return _Prepared(raw)
     table = raw.table if transform is None else transform(raw.table, raw.lines)
     table = table.select([c for c in table.column_names if c in spec.columns])
     checked = validate(spec, table) if options.validate else _unchecked(table)
+    good = np.flatnonzero(~checked.bad)
+    columns = store_columns(spec, checked.good_columns()) if good.size else None
+    return _Prepared(raw, checked, columns, good)
+
+
+@contextlib.contextmanager
+def _ahead(items: Iterator[_Prepared], depth: int) -> Iterator[Iterator[_Prepared]]:
+    """``items`` produced by a thread up to ``depth`` ahead of the consumer, in order.
+
+    Reading and validating run in pyarrow and numpy, and SQLite releases the
+    interpreter while it writes, so on two cores the next batch is ready when the
+    store is. An exception in the producer is raised in the consumer at the batch it
+    belongs to; leaving the block early stops the producer."""
+    if depth <= 0:
+        yield items
+        return
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+            return
+        put(("done", None))
+
+    def consume() -> Iterator[_Prepared]:
+        while True:
+            kind, value = handoff.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    worker = threading.Thread(target=produce, name="riskgraph-read-ahead", daemon=True)
+    worker.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _load_batch(store: GraphStore, spec: FileSpec, batch: _Prepared, quarantine: Quarantine,
+                report: FileReport) -> None:
+    raw, checked, good, columns = batch.raw, batch.checked, batch.good, batch.columns
+    for r in raw.rejects:
+        quarantine.add_raw(r.line, r.fields, r.error, r.raw)
+    report.rows += raw.table.num_rows + len(raw.rejects)
+    if checked is None:
+        return
     bad = np.flatnonzero(checked.bad)
     if bad.size:
         quarantine.add_rows(raw.table, bad.tolist(), raw.lines[bad].tolist(),
                             [checked.error_of(i) for i in bad.tolist()])
-    good = np.flatnonzero(~checked.bad)
-    if not good.size:
+    if columns is None:
         return
-    columns = store_columns(spec, checked.good_columns())
     if spec.kind == "relationships":
         rejected = _write_relationships(store, spec, columns)
     elif spec.kind == "credit":
