@@ -165,6 +165,52 @@ def test_killed_load_rerun_converges(store: GraphStore, csv_dir: Path, tmp_path:
     assert snapshot(store) == expected
 
 
+def test_read_ahead_gives_the_same_graph_as_reading_in_turn(
+    embedded_store: GraphStore, csv_dir: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from graph.embedded import EmbeddedStore
+
+    small = _options(tmp_path, batch_size=37)  # many batches, so the thread runs ahead
+    ahead = load_directory(embedded_store, csv_dir, small)
+    other = EmbeddedStore(tmp_path / "in-turn")
+    other.init()
+    try:
+        in_turn = load_directory(other, csv_dir, replace(small, read_ahead=0))
+        assert [r.as_dict() | {"seconds": 0} for r in ahead] == \
+            [r.as_dict() | {"seconds": 0} for r in in_turn]
+        assert snapshot(other) == snapshot(embedded_store)
+    finally:
+        other.close()
+
+
+def test_read_ahead_raises_a_failure_at_its_batch_and_stops() -> None:
+    from loaders.load import _ahead
+
+    produced: list[int] = []
+
+    def items() -> Any:
+        for i in range(5):
+            if i == 3:
+                raise ValueError("bad batch 3")
+            produced.append(i)
+            yield i
+
+    got = []
+    with pytest.raises(ValueError, match="bad batch 3"):
+        with _ahead(items(), 2) as it:
+            for x in it:
+                got.append(x)
+    assert got == [0, 1, 2]
+
+    many = iter(range(10_000))
+    with _ahead(many, 2) as it:  # the consumer leaves early: the producer stops
+        assert next(it) == 0
+    left = len(list(many))
+    assert left > 9_000
+
+
 def test_cli_load_json(csv_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RISKGRAPH_HOME", str(tmp_path / "home"))
