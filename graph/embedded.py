@@ -20,6 +20,7 @@ import json
 import math
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,8 @@ from graph.model import (
     NODE_TYPES,
     REL_TYPES,
     SCORE_PROPERTIES,
+    SHARED_ITEM_RELS,
+    USER_USER_RELS,
     Node,
     PropType,
     Relationship,
@@ -50,6 +53,12 @@ _SQL_TYPE = {
 _CHUNK = 20_000  # ids per IN (...) list
 _UNION_MAX = 128  # subqueries per compound statement (SQLite allows 500)
 _BULK_MIN_ROWS = 500_000  # below this, index upkeep during a load is cheap enough
+# The link generation: a counter raised in the same transaction as every write of a
+# relationship type that links accounts, and by clear(). A link index (graph/linkindex.py)
+# built at one generation answers only while the counter still has that value.
+LINK_GENERATION_TABLE = "riskgraph_link_generation"
+_LINKING = frozenset(SHARED_ITEM_RELS + USER_USER_RELS)
+_BUMP_SQL = f'UPDATE "{LINK_GENERATION_TABLE}" SET value = value + 1 WHERE id = 0'
 
 
 @functools.lru_cache(maxsize=512)
@@ -156,6 +165,21 @@ class EmbeddedStore:
                     f"CREATE INDEX IF NOT EXISTS {_q('ri_' + t)} ON {_rtable(t)} (dst, src, key)"
                 )
                 self._add_missing_columns(conn, "r_" + t, rt.properties)
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_q(LINK_GENERATION_TABLE)} (id INTEGER PRIMARY "
+                "KEY CHECK (id = 0), value INTEGER NOT NULL, token TEXT NOT NULL)"
+            )
+            conn.execute(
+                f"INSERT OR IGNORE INTO {_q(LINK_GENERATION_TABLE)} VALUES (0, 0, ?)",
+                (uuid.uuid4().hex,),
+            )
+            # Per-row triggers kept the counter in stores of an earlier version; the
+            # write path raises it once per transaction instead.
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'lg\\_%' "
+                "ESCAPE '\\'"
+            ).fetchall():
+                conn.execute(f"DROP TRIGGER IF EXISTS {_q(name)}")
 
     @staticmethod
     def _add_missing_columns(
@@ -217,6 +241,7 @@ class EmbeddedStore:
                 conn.execute(f"DELETE FROM {_ntable(label)}")
             for t in REL_TYPES:
                 conn.execute(f"DELETE FROM {_rtable(t)}")
+            conn.execute(_BUMP_SQL)
 
     # -- writes ------------------------------------------------------------------
     @staticmethod
@@ -273,6 +298,8 @@ class EmbeddedStore:
             # page locality it buys (bench/store.py).
             with self._write(conn):
                 conn.executemany(sql, map(tuple.__add__, batch.keys, batch.values))
+                if rel_type_ in _LINKING:
+                    conn.execute(_BUMP_SQL)
         return WriteResult(len(batch), missing_pos)
 
     def write_scores(
@@ -498,6 +525,26 @@ class EmbeddedStore:
         )
         yield from _stream(cur, ["src", "dst", "id"], list(properties), kinds, batch_size)
 
+    def export_relationship_columns(
+        self, rel_type_: str, columns: Sequence[str], batch_size: int = 100_000
+    ) -> Iterator[dict[str, Any]]:
+        rt = rel_type(rel_type_)
+        ends = {"src": "src", "dst": "dst", "id": "key"}
+        bad = [c for c in columns if c not in ends and c not in rt.properties]
+        if bad or not columns:
+            raise InvalidBatchError(
+                f"{rel_type_} has no columns {bad}; ask for src, dst, id or its properties"
+            )
+        keys = [c for c in columns if c in ends]
+        props = [c for c in columns if c not in ends]
+        kinds = [rt.properties[p] for p in props]
+        # the table is stored in key order, so ORDER BY costs nothing
+        cols = ", ".join([*(ends[k] for k in keys), *(_q(p) for p in props)])
+        cur = self._conn().execute(
+            f"SELECT {cols} FROM {_rtable(rel_type_)} ORDER BY src, dst, key"
+        )
+        yield from _stream(cur, keys, props, kinds, batch_size)
+
 
 def _stream(
     cur: sqlite3.Cursor,
@@ -512,14 +559,10 @@ def _stream(
         rows = cur.fetchmany(batch_size)
         if not rows:
             return
-        cols = list(zip(*rows))
-        out: dict[str, Any] = {
-            name: np.array(cols[j], dtype=object) for j, name in enumerate(key_names)
-        }
-        for j, (p, k) in enumerate(zip(props, kinds)):
-            col = cols[nk + j]
-            if k is PropType.STR:
-                out[p] = np.array(col, dtype=object)
-            else:
-                out[p] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+        # one 2-D object array, then a column at a time: faster than zip(*rows)
+        table = np.array(rows, dtype=object).reshape(len(rows), -1)
+        out: dict[str, Any] = {name: table[:, j].copy() for j, name in enumerate(key_names)}
+        for j, (p, k) in enumerate(zip(props, kinds), start=nk):
+            # None becomes NaN in a float64 column
+            out[p] = table[:, j].copy() if k is PropType.STR else table[:, j].astype(np.float64)
         yield out

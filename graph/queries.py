@@ -41,7 +41,8 @@ class Link(NamedTuple):
     item_label: str  # "User" for direct links
     item_id: str  # the shared item's id; for direct links, the other user's id
     from_user: str  # the user on the previous level it was reached from
-    count: int = 1  # relationships between the pair (both directions), or 1
+    # relationships between the pair (both directions), or 1; shadows tuple.count
+    count: int = 1  # type: ignore[assignment]
 
 
 @dataclass
@@ -140,7 +141,34 @@ def linked_accounts(
     max_item_users: int = DEFAULT_MAX_ITEM_USERS,
     limit: int | None = None,
 ) -> list[LinkedAccount]:
-    """The users linked to ``user_id`` within ``depth`` steps, ranked."""
+    """The users linked to ``user_id`` within ``depth`` steps, ranked.
+
+    The embedded store answers from its link index (graph/linkindex.py) when it has one
+    that matches the data; otherwise, and for every other store, this is
+    ``linked_accounts_from_primitives``. Both give the same answer."""
+    from graph import linkindex  # it builds on this module
+
+    if depth < 1 or depth > 4:
+        raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+    chosen = check_via(via)
+    index = linkindex.fresh_index(store)
+    if index is not None:
+        found = index.linked_accounts(user_id, depth, chosen, max_item_users, limit)
+        if found is not None:
+            return found
+    return linked_accounts_from_primitives(store, user_id, depth, chosen, max_item_users, limit)
+
+
+def linked_accounts_from_primitives(
+    store: GraphStore,
+    user_id: str,
+    depth: int = 1,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+    limit: int | None = None,
+) -> list[LinkedAccount]:
+    """``linked_accounts`` by breadth-first search over ``GraphStore.adjacent``: the
+    reference every store answers the same way, and what a link index must match."""
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
     chosen = check_via(via)
@@ -285,8 +313,8 @@ def rings(
     if not big.any():
         return []
     members: dict[int, set[str]] = defaultdict(set)
-    for u in np.nonzero(big[user_comp])[0].tolist():
-        members[int(user_comp[u])].add(str(names[u]))
+    for ui in np.nonzero(big[user_comp])[0].tolist():
+        members[int(user_comp[ui])].add(str(names[ui]))
     links: dict[int, list[tuple[str, Link, str]]] = defaultdict(list)
     if item_src:
         sel = keep & big[user_comp[item_users]]

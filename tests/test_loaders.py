@@ -221,9 +221,19 @@ def test_cli_load_json(csv_dir: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     for f in out["files"]:
         assert {"file", "rows", "loaded", "rejected"} <= set(f)
         assert f["rows"] == f["loaded"] + f["rejected"]
+    assert out["link_index"]["users"] == USERS  # linked accounts answer from arrays
     assert main(["stats", "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["nodes"]["User"] == USERS
+    from graph import linkindex
+    from graph.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path / "home" / "graph")
+    store.init()
+    try:
+        assert linkindex.fresh_index(store) is not None
+    finally:
+        store.close()
 
 
 def test_cli_progress_and_quiet(csv_dir: Path, tmp_path: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from api.bootstrap import open_store
@@ -22,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="riskgraph: one file per type (default); s-ffsd: the S-FFSD CSV")
     p.add_argument("--batch-size", type=int, default=100_000, help="rows per write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-link-index", action="store_true",
+                   help="embedded store: do not rebuild the link index after the load "
+                        "(linked-account queries then use SQL until it is rebuilt)")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=load)
@@ -48,13 +52,34 @@ def load(args: argparse.Namespace) -> int:
             reports = [load_sffsd(store, Path(args.path), options)]
         else:
             reports = load_directory(store, Path(args.path), options)
+        index = None if args.no_link_index else _refresh_link_index(store)
     finally:
         store.close()
     if args.json:
-        print_json({"files": [r.as_dict() for r in reports]})
+        doc: dict[str, object] = {"files": [r.as_dict() for r in reports]}
+        if index is not None:
+            doc["link_index"] = index
+        print_json(doc)
     else:
         _print_reports(reports, settings.quarantine_dir)
+        if index is not None:
+            print(f"link index: {index['users']:,} users, {index['links']:,} links, "
+                  f"built in {index['seconds']:.1f} s")
     return 0
+
+
+def _refresh_link_index(store: object) -> dict[str, object] | None:
+    """The embedded store's link index, rebuilt for the data just loaded, so linked
+    accounts are answered from arrays (graph/linkindex.py); other stores have none."""
+    from graph import linkindex
+    from graph.embedded import EmbeddedStore
+
+    if not isinstance(store, EmbeddedStore):
+        return None
+    started = time.perf_counter()
+    index = linkindex.refresh(store)
+    return {"users": int(index.meta["users"]), "links": int(index.meta["links"]),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _print_reports(reports: list[FileReport], quarantine: Path) -> None:
