@@ -44,7 +44,7 @@ class Runtime:
             settings=settings,
             flags=FlagStore(settings.flags_dir),
             actions=ActionLog(settings.audit_dir),
-            metrics=Metrics(),
+            metrics=Metrics(settings.metrics_dir),
             executor=ThreadPoolExecutor(settings.api_threads, thread_name_prefix="riskgraph-api"),
         )
 
@@ -54,12 +54,13 @@ class Runtime:
         call = functools.partial(fn, *args, **kwargs) if kwargs else fn
         return await loop.run_in_executor(self.executor, call, *(() if kwargs else args))
 
-    async def read(self, fn: Callable[..., R], *args: Any) -> R:
-        """A short indexed read. The embedded store answers these in microseconds, less
-        than a thread hop costs, so they run inline; a networked store's go to threads."""
+    async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """A short, bounded read. The embedded store answers these in microseconds to a
+        millisecond or two, less than a thread hop and the lock contention of a thread
+        pool cost under load, so they run inline; a networked store's go to threads."""
         if self.store.name == "embedded":
-            return fn(*args)
-        return await self.run(fn, *args)
+            return fn(*args, **kwargs)
+        return await self.run(fn, *args, **kwargs)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -68,30 +69,48 @@ class Runtime:
 LinkedKey = tuple[str, int, tuple[str, ...]]  # (user id, depth, via)
 
 
-@dataclass
 class Loaders:
-    """One set of DataLoaders per request."""
+    """One set of DataLoaders per request, each made when first used: a request asks
+    for one or two of them."""
 
-    users: DataLoader[str, Node | None]
-    merchants: DataLoader[str, Node | None]
-    devices: DataLoader[str, Node | None]
-    products: DataLoader[str, Node | None]
-    linked: DataLoader[LinkedKey, list[LinkedAccount]]
-    rings: DataLoader[str, Ring | None]
-    holdings: DataLoader[str, list[Relationship]]
-    used_devices: DataLoader[str, list[Adjacency]]
-    device_users: DataLoader[str, list[Adjacency]]
-    flags: DataLoader[str, list[Flag]]
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def __repr__(self) -> str:
+        made = [k for k in vars(self) if k != "rt"]
+        return f"Loaders(made={made})"
 
     @classmethod
     def build(cls, rt: Runtime) -> Loaders:
-        store = rt.store
+        return cls(rt)
 
-        def nodes(label: str) -> DataLoader[str, Node | None]:
-            async def load(ids: list[str]) -> list[Node | None]:
-                return await rt.read(store.get_nodes, label, ids)
+    def _nodes(self, label: str) -> DataLoader[str, Node | None]:
+        rt = self.rt
 
-            return DataLoader(load_fn=load)
+        async def load(ids: list[str]) -> list[Node | None]:
+            return await rt.read(rt.store.get_nodes, label, ids)
+
+        return DataLoader(load_fn=load)
+
+    @functools.cached_property
+    def users(self) -> DataLoader[str, Node | None]:
+        return self._nodes("User")
+
+    @functools.cached_property
+    def merchants(self) -> DataLoader[str, Node | None]:
+        return self._nodes("Merchant")
+
+    @functools.cached_property
+    def devices(self) -> DataLoader[str, Node | None]:
+        return self._nodes("Device")
+
+    @functools.cached_property
+    def products(self) -> DataLoader[str, Node | None]:
+        return self._nodes("Product")
+
+    @functools.cached_property
+    def linked(self) -> DataLoader[LinkedKey, list[LinkedAccount]]:
+        rt = self.rt
 
         async def load_linked(keys: list[LinkedKey]) -> list[Any]:
             groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
@@ -102,41 +121,60 @@ class Loaders:
                 # Deep searches go to a thread so that the time limit can stop the
                 # request and other requests keep being served meanwhile.
                 runner = rt.read if depth <= 2 else rt.run
-                got = await runner(dataloaders.linked_accounts_many, store, ids, depth, via)
+                got = await runner(dataloaders.linked_accounts_many, rt.store, ids, depth, via)
                 for uid in ids:
                     answers[(uid, depth, via)] = got[uid]
             return [answers[k] for k in keys]
 
+        return DataLoader(load_fn=load_linked)
+
+    @functools.cached_property
+    def rings(self) -> DataLoader[str, Ring | None]:
+        rt = self.rt
+
         async def load_rings(ids: list[str]) -> list[Any]:
-            got = await rt.run(dataloaders.rings_of_many, store, ids)
+            got = await rt.run(dataloaders.rings_of_many, rt.store, ids)
             return [got[i] for i in ids]
 
+        return DataLoader(load_fn=load_rings)
+
+    @functools.cached_property
+    def holdings(self) -> DataLoader[str, list[Relationship]]:
+        rt = self.rt
+
         async def load_holdings(ids: list[str]) -> list[list[Relationship]]:
-            return await rt.read(dataloaders.holdings_many, store, ids)
+            return await rt.read(dataloaders.holdings_many, rt.store, ids)
+
+        return DataLoader(load_fn=load_holdings)
+
+    @functools.cached_property
+    def used_devices(self) -> DataLoader[str, list[Adjacency]]:
+        rt = self.rt
 
         async def load_used_devices(ids: list[str]) -> list[list[Adjacency]]:
-            return await rt.read(dataloaders.adjacent_many, store, "User", ids, "USES", "out",
-                                MAX_DEVICE_USERS)
+            return await rt.read(dataloaders.adjacent_many, rt.store, "User", ids, "USES",
+                                 "out", MAX_DEVICE_USERS)
+
+        return DataLoader(load_fn=load_used_devices)
+
+    @functools.cached_property
+    def device_users(self) -> DataLoader[str, list[Adjacency]]:
+        rt = self.rt
 
         async def load_device_users(ids: list[str]) -> list[list[Adjacency]]:
-            return await rt.read(dataloaders.adjacent_many, store, "Device", ids, "USES", "in",
-                                MAX_DEVICE_USERS)
+            return await rt.read(dataloaders.adjacent_many, rt.store, "Device", ids, "USES",
+                                 "in", MAX_DEVICE_USERS)
+
+        return DataLoader(load_fn=load_device_users)
+
+    @functools.cached_property
+    def flags(self) -> DataLoader[str, list[Flag]]:
+        rt = self.rt
 
         async def load_flags(ids: list[str]) -> list[list[Flag]]:
             return await rt.run(rt.flags.for_users, ids)
 
-        return cls(
-            users=nodes("User"),
-            merchants=nodes("Merchant"),
-            devices=nodes("Device"),
-            products=nodes("Product"),
-            linked=DataLoader(load_fn=load_linked),
-            rings=DataLoader(load_fn=load_rings),
-            holdings=DataLoader(load_fn=load_holdings),
-            used_devices=DataLoader(load_fn=load_used_devices),
-            device_users=DataLoader(load_fn=load_device_users),
-            flags=DataLoader(load_fn=load_flags),
-        )
+        return DataLoader(load_fn=load_flags)
 
 
 @dataclass

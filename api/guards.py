@@ -24,8 +24,12 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_named_type,
     value_from_ast_untyped,
 )
@@ -55,6 +59,14 @@ LIST_ESTIMATE = 10  # children of a list field without a page size
 DEFAULT_FIRST = 20
 
 
+# Measurements by (query text, operation name, page size limit), then by the values of
+# the variables the measurement read (``first`` and ``depth`` given as variables): the
+# limit engine sends one document again and again with only its user id changing.
+_MEASURED_MAX_DOCS = 256
+_MEASURED_MAX_VALUES = 64
+_measured: dict[tuple[str, str | None, int], tuple[str, tuple[str, ...], dict[Any, Any]]] = {}
+
+
 class QueryGuard(SchemaExtension):
     """Refuse operations deeper than ``Settings.api_max_depth`` or costlier than
     ``Settings.api_max_cost``."""
@@ -65,16 +77,9 @@ class QueryGuard(SchemaExtension):
         doc = ec.graphql_document
         op = _operation(doc, ec.operation_name) if doc is not None else None
         if op is not None:
-            frags = {d.name.value: d for d in doc.definitions  # type: ignore[union-attr]
-                     if isinstance(d, FragmentDefinitionNode)}
-            root = ec.schema._schema.get_root_type(op.operation)
+            label, cost, depth = self._measure(op, settings.api_max_page)
             if hasattr(ec.context, "operation"):
-                ec.context.operation = ",".join(sorted({
-                    s.name.value for s in op.selection_set.selections
-                    if isinstance(s, FieldNode)}))
-            measure = _Measure(ec.schema._schema, frags, ec.variables or {},
-                               settings.api_max_page)
-            cost, depth = measure.selection(root, op.selection_set, 1)
+                ec.context.operation = label
             error = None
             if depth > settings.api_max_depth:
                 error = GraphQLError(
@@ -94,6 +99,39 @@ class QueryGuard(SchemaExtension):
                 ec.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
 
+    def _measure(self, op: OperationDefinitionNode, max_page: int) -> tuple[str, int, int]:
+        """(root fields, cost, depth) of the operation, measured once per document and
+        values of the variables that change its cost."""
+        ec = self.execution_context
+        variables = ec.variables or {}
+        query = ec.query
+        doc_key = (query, ec.operation_name, max_page) if isinstance(query, str) else None
+        seen = _measured.get(doc_key) if doc_key is not None else None
+        if seen is not None:
+            label, used, by_values = seen
+            values = tuple(repr(variables.get(v)) for v in used)
+            hit = by_values.get(values)
+            if hit is not None:
+                return label, hit[0], hit[1]
+        doc = ec.graphql_document
+        frags = {d.name.value: d for d in doc.definitions  # type: ignore[union-attr]
+                 if isinstance(d, FragmentDefinitionNode)}
+        root = ec.schema._schema.get_root_type(op.operation)
+        label = ",".join(sorted({s.name.value for s in op.selection_set.selections
+                                 if isinstance(s, FieldNode)}))
+        measure = _Measure(ec.schema._schema, frags, variables, max_page)
+        cost, depth = measure.selection(root, op.selection_set, 1)
+        if doc_key is not None:
+            used = tuple(sorted(measure.used))
+            if seen is None or seen[1] != used:
+                if len(_measured) >= _MEASURED_MAX_DOCS:
+                    _measured.clear()
+                seen = _measured[doc_key] = (label, used, {})
+            if len(seen[2]) >= _MEASURED_MAX_VALUES:
+                seen[2].clear()
+            seen[2][tuple(repr(variables.get(v)) for v in used)] = (cost, depth)
+        return label, cost, depth
+
 
 def _operation(doc: Any, name: str | None) -> OperationDefinitionNode | None:
     ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
@@ -107,6 +145,7 @@ class _Measure:
                  variables: Mapping[str, Any], max_page: int) -> None:
         self.schema, self.frags, self.variables = schema, frags, variables
         self.max_page = max_page
+        self.used: set[str] = set()  # variables whose values the cost depends on
 
     def selection(
         self, parent: GraphQLNamedType | None, sel: SelectionSetNode | None, depth: int
@@ -166,11 +205,28 @@ class _Measure:
     def args(self, node: FieldNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for a in node.arguments or ():
+            if a.name.value in _COST_ARGS:
+                self.used.update(_variables_in(a.value))
             try:
                 out[a.name.value] = value_from_ast_untyped(a.value, dict(self.variables))
             except Exception:  # noqa: BLE001 - malformed values are reported by execution
                 out[a.name.value] = None
         return out
+
+
+# The arguments whose values the cost reads (``field`` above).
+_COST_ARGS = frozenset({"first", "depth"})
+
+
+def _variables_in(value: ValueNode) -> Iterator[str]:
+    if isinstance(value, VariableNode):
+        yield value.name.value
+    elif isinstance(value, ListValueNode):
+        for v in value.values:
+            yield from _variables_in(v)
+    elif isinstance(value, ObjectValueNode):
+        for f in value.fields:
+            yield from _variables_in(f.value)
 
 
 def _is_list(t: Any) -> bool:

@@ -11,15 +11,23 @@ written back. The engine (limits/) never sees the store; this module never decid
   streams the next batch and stays the single writer of the chain and the store.
 * ``apply`` writes a decision: HOLDS ``limit``, ``temp_limit``, ``temp_until``,
   ``status``; opening a line creates the HOLDS relationship to the line's product.
+* ``applying`` is the per-user lock (threads and processes, e.g. the API's workers) held
+  by an applied decision from reading the user's limits and last raise to writing them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from graph import queries
@@ -40,6 +48,50 @@ HOLDS_PROPS: tuple[str, ...] = ("limit", "balance", "status", "since", "temp_lim
 _WORKER_CHUNK = 2_000
 _INT_FIELDS = {"months_on_book", "overdue_count", "worst_dpd", "merchant_categories",
                "active_days_30d", "other_products"}
+
+
+APPLY_LOCK_NAME = "apply.lock"
+_APPLY_STRIPES = 256
+
+
+class ApplyLocks:
+    """Exclusive locks by user, shared by threads (a lock per stripe) and by processes
+    (an fcntl byte-range lock per stripe of one file). Users are spread over
+    ``stripes`` stripes, so that decisions for different users seldom wait on each other.
+    The file is opened once and kept open: closing any descriptor of it would drop this
+    process's locks."""
+
+    def __init__(self, path: Path, stripes: int = _APPLY_STRIPES) -> None:
+        self.path = path
+        self._threads = [threading.Lock() for _ in range(stripes)]
+        self._fd: int | None = None
+        self._open_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ApplyLocks({str(self.path)!r}, stripes={len(self._threads)})"
+
+    def _file(self) -> int:
+        with self._open_lock:
+            if self._fd is None:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+                except OSError as exc:
+                    raise LimitsError(
+                        f"cannot open the lock file {self.path}: {exc.strerror}; check "
+                        "RISKGRAPH_HOME points to a writable directory") from exc
+            return self._fd
+
+    @contextmanager
+    def user(self, user_id: str) -> Iterator[None]:
+        stripe = zlib.crc32(user_id.encode("utf-8")) % len(self._threads)
+        with self._threads[stripe]:
+            fd = self._file()
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe, os.SEEK_SET)
+            try:
+                yield
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe, os.SEEK_SET)
 
 
 class LineProductError(LimitsError):
@@ -180,6 +232,7 @@ class LimitsService:
         self.policy_text = policy_text
         self.clock = clock
         self._products: dict[str, str] | None = None
+        self._apply_locks: ApplyLocks | None = None
 
     # -- products -------------------------------------------------------------------
     def line_products(self) -> dict[str, str]:
@@ -233,9 +286,22 @@ class LimitsService:
     def decide(self, user_id: str, *, apply: bool = True, at_ms: int | None = None,
                counterfactuals: bool = True) -> Decision:
         """Decide for one user (with counterfactuals unless told not to); when ``apply``,
-        record and write it."""
-        return self.decide_profile(self.profile(user_id, at_ms), apply=apply,
-                                   counterfactuals=counterfactuals)
+        record and write it, holding the user's apply lock from the read to the write."""
+        if not apply:
+            return self.decide_profile(self.profile(user_id, at_ms), apply=False,
+                                       counterfactuals=counterfactuals)
+        with self.applying(user_id):
+            return self.decide_profile(self.profile(user_id, at_ms), apply=True,
+                                       counterfactuals=counterfactuals)
+
+    def applying(self, user_id: str) -> AbstractContextManager[None]:
+        """Held while a decision for ``user_id`` is read, decided, recorded and applied,
+        by every thread and process deciding on this audit trail (API workers, the CLI):
+        two decisions for one user made at once would both read the limits and the last
+        raise before either is applied, and could raise twice within the cool-down."""
+        if self._apply_locks is None:
+            self._apply_locks = ApplyLocks(self.audit.directory / APPLY_LOCK_NAME)
+        return self._apply_locks.user(user_id)
 
     def decide_profile(self, profile: Profile, *, apply: bool = True,
                        counterfactuals: bool = True) -> Decision:

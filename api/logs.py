@@ -23,6 +23,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            # which worker process of `riskgraph serve --workers N` wrote the line
+            "pid": record.process,
         }
         rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:

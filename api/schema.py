@@ -254,9 +254,14 @@ class Mutation:
             got = await ctx.run(services.fallback_decision, ctx.store, ctx.settings, uid,
                                 dry_run=dry_run, cause=exc)
         else:
-            got = await ctx.run(services.decide_limit, ctx.store, ctx.settings, uid,
-                                dry_run=dry_run,
-                                counterfactuals=_selects(info, "counterfactuals"))
+            # A dry run reads and decides: bounded work (the ring walk stops past the
+            # policy's largest ring), run like a read. Applying waits on the audit's
+            # fsync and the store's write, and counterfactuals cost many decisions, so
+            # those go to a thread.
+            counterfactuals = _selects(info, "counterfactuals")
+            runner = ctx.runtime.read if dry_run and not counterfactuals else ctx.runtime.run
+            got = await runner(services.decide_limit, ctx.store, ctx.settings, uid,
+                               dry_run=dry_run, counterfactuals=counterfactuals)
         decision = decision_from(got, dry_run)
         if decision.fallback:  # counted apart; no decision was made or recorded
             ctx.runtime.metrics.decisions.inc("fallback", str(dry_run).lower())

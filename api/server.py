@@ -34,6 +34,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 256 * 1024
 READY_TIMEOUT_S = 3.0
+METRICS_PUBLISH_S = 1.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON = b"application/json"
 # The investigator explorer: files built by `make` from explorer/ (see explorer/build.mjs).
@@ -242,16 +243,35 @@ class RiskGraphApp:
         return uuid.uuid4().hex
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        publisher: asyncio.Task[None] | None = None
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                if self.runtime.metrics.share_dir is not None:
+                    publisher = asyncio.create_task(self._publish_metrics())
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if publisher is not None:
+                    publisher.cancel()
+                    self._publish_once()
                 self.runtime.close()
                 if self.owns_store:
                     self.runtime.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _publish_metrics(self) -> None:
+        """This worker's metrics for the others' /metrics, once a second."""
+        while True:
+            self._publish_once()
+            await asyncio.sleep(METRICS_PUBLISH_S)
+
+    def _publish_once(self) -> None:
+        try:
+            self.runtime.metrics.publish()
+        except OSError as exc:
+            log.warning("cannot share this worker's metrics",
+                        extra={"dir": str(self.runtime.metrics.share_dir), "error": str(exc)})
 
 
 def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) -> RiskGraphApp:
@@ -261,9 +281,39 @@ def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) 
 
 
 def app_from_env() -> RiskGraphApp:
-    """Factory for ``uvicorn --factory api.server:app_from_env`` (several workers)."""
+    """Factory for ``uvicorn --factory api.server:app_from_env``, and each worker process
+    of ``riskgraph serve --workers N``: settings from RISKGRAPH_*, JSON logs."""
+    from api import logs
     from api.bootstrap import api_store_retry_s, open_store
 
     settings = Settings.from_env()
+    logs.configure(settings.log_level)
     return create_app(open_store(settings, retry_s=api_store_retry_s(settings)), settings,
                       owns_store=True)
+
+
+def worker_app() -> RiskGraphApp:
+    """Factory for each worker process of ``riskgraph serve --workers N``: as
+    ``app_from_env``, and the worker stops when the supervising process dies, so that a
+    crash of the server leaves no orphan still serving the port and writing the audit."""
+    _stop_with_parent()
+    return app_from_env()
+
+
+def _stop_with_parent() -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: uvicorn's supervisor still stops workers
+        return
+    if os.getppid() != parent.pid:  # it died before the signal was asked for
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 from api.settings import Settings
@@ -45,18 +46,21 @@ def limits_service(store: GraphStore, settings: Settings) -> Any:
 
 def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
                  counterfactuals: bool = True) -> Any:
-    """The decision for one user; recorded in the audit trail and applied unless a dry run.
-    Counterfactuals cost many decisions, so callers that do not show them skip them.
+    """The decision for one user; recorded in the audit trail and applied unless a dry run
+    (under the user's apply lock, see ``LimitsService.applying``). Counterfactuals cost
+    many decisions, so callers that do not show them skip them.
 
     When the store cannot be read the answer is the documented safe fallback
     (``unavailable_decision``: keep, no new exposure, not recorded). A store lost after
     the decision was recorded is not hidden: that error reaches the caller."""
     svc = limits_service(store, settings)
-    try:
-        profile = svc.profile(user_id)
-    except StoreUnavailableError as exc:
-        return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
-    return svc.decide_profile(profile, apply=not dry_run, counterfactuals=counterfactuals)
+    with nullcontext() if dry_run else svc.applying(user_id):
+        try:
+            profile = svc.profile(user_id)
+        except StoreUnavailableError as exc:
+            return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
+        return svc.decide_profile(profile, apply=not dry_run,
+                                  counterfactuals=counterfactuals)
 
 
 def fallback_decision(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,

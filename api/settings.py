@@ -6,7 +6,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ class SettingsError(RiskGraphError):
 
 
 STORES = ("embedded", "neo4j")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 ROLES = ("investigator", "limit_engine", "admin")
 
 
@@ -53,6 +54,13 @@ class Settings:
     api_max_page: int = 100
     api_timeout_s: float = 10.0
     api_threads: int = 8
+    # Server processes sharing the port (`riskgraph serve --workers`); one per core by
+    # default, as the API is CPU-bound on the embedded store.
+    api_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    log_level: str = "info"
+    # Where the server's worker processes share their metrics: set by `riskgraph serve`
+    # for its workers, a directory of each run's own (api/metrics.py). None: one process.
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +85,10 @@ class Settings:
             api_max_page=_positive(env, "RISKGRAPH_API_MAX_PAGE", cls.api_max_page),
             api_timeout_s=_positive(env, "RISKGRAPH_API_TIMEOUT_S", cls.api_timeout_s),
             api_threads=_positive(env, "RISKGRAPH_API_THREADS", cls.api_threads),
+            api_workers=_positive(env, "RISKGRAPH_API_WORKERS", os.cpu_count() or 1),
+            log_level=_log_level(env.get("RISKGRAPH_LOG_LEVEL") or "info"),
+            metrics_dir=(Path(env["RISKGRAPH_METRICS_DIR"])
+                         if env.get("RISKGRAPH_METRICS_DIR") else None),
         )
 
     def with_store(self, store: str | None) -> Settings:
@@ -154,3 +166,11 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> Any:
     if value <= 0:
         raise SettingsError(f"{name}={raw!r} must be greater than zero")
     return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"RISKGRAPH_LOG_LEVEL={raw!r} is not a level; use one of "
+                            f"{', '.join(LOG_LEVELS)}")
+    return level

@@ -217,8 +217,17 @@ def flag_from(f: Any) -> Flag:
 class Reason:
     code: str
     line: str | None
-    en: str
-    zh: str
+    # The engine's reason (or an audit record's): its texts are formatted only when
+    # asked for, as most callers read codes.
+    source: strawberry.Private[Any]
+
+    @strawberry.field
+    def en(self) -> str:
+        return _reason_text(self.source, "en", "text", "message")
+
+    @strawberry.field
+    def zh(self) -> str:
+        return _reason_text(self.source, "zh")
 
 
 @strawberry.type
@@ -267,10 +276,15 @@ def _text(v: Any) -> str | None:
 
 def _reason(r: Any) -> Reason:
     if isinstance(r, str):
-        return Reason(code="", line=None, en=r, zh=r)
+        return Reason(code="", line=None, source=r)
     return Reason(code=str(_pick(r, "code", default="") or ""), line=_pick(r, "line"),
-                  en=str(_pick(r, "en", "text", "message", default="") or ""),
-                  zh=str(_pick(r, "zh", default="") or ""))
+                  source=r)
+
+
+def _reason_text(r: Any, *names: str) -> str:
+    if isinstance(r, str):
+        return r
+    return str(_pick(r, *names, default="") or "")
 
 
 def _counterfactual(c: Any) -> Counterfactual:

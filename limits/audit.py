@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
@@ -232,7 +233,9 @@ class AuditLog:
             raise AuditError("the policy text given does not match the policy in use")
         target = self.policies_dir / f"{policy.content_hash}.toml"
         if not target.exists():
-            tmp = target.with_suffix(".tmp")
+            # A temporary name of this writer's own: several threads or server processes
+            # may archive the same policy at once, and each must replace its own file.
+            tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()

@@ -441,3 +441,17 @@ def test_logs_are_json_lines_with_the_request_id() -> None:
         logs.request_id_var.reset(token)
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert (line["msg"], line["request_id"], line["status"]) == ("request", "rid-7", 200)
+
+
+def test_cost_measured_once_per_document_still_follows_its_variables(runtime: Runtime) -> None:
+    q = ("query($n: Int!, $d: Int!) { users(first: $n) { edges { node { "
+         "linkedAccounts(depth: $d, first: $n) { edges { node { id } } } } } } }")
+    costs: dict[tuple[int, int], int] = {}
+    for n, d, code in [(2, 1, None), (100, 3, "QUERY_TOO_COSTLY"), (2, 1, None),
+                       (100, 3, "QUERY_TOO_COSTLY"), (2, 4, None),
+                       (100, 1, "QUERY_TOO_COSTLY")]:
+        _, errors = run(runtime, q, {"n": n, "d": d})
+        assert codes(errors) == ([code] if code else []), (n, d, errors)
+        if errors:
+            costs[(n, d)] = errors[0]["extensions"]["cost"]
+    assert costs[(100, 3)] > costs[(100, 1)]

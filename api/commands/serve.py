@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from api.commands.common import add_store_option, print_json, settings_for
-from api.settings import ROLES, new_api_key
+from api.settings import LOG_LEVELS, ROLES, new_api_key
 
 DEFAULT_PORT = 8000
 
@@ -18,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                   help="default RISKGRAPH_LOG_LEVEL, else info")
+    p.add_argument("--workers", type=int, default=None,
+                   help="server processes sharing the port (default RISKGRAPH_API_WORKERS, "
+                        "else one per CPU core)")
     add_store_option(p)
     p.set_defaults(func=serve)
 
@@ -57,19 +62,41 @@ def serve(args: argparse.Namespace) -> int:
 
     from api import logs
     from api.bootstrap import api_store_retry_s, open_store
+    from api.cli import UsageError
     from api.server import create_app
 
     settings = settings_for(args)
-    logs.configure(args.log_level)
+    level = args.log_level or settings.log_level
+    workers = settings.api_workers if args.workers is None else args.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    logs.configure(level)
     if not settings.api_keys:
         print("riskgraph: no API keys configured, every request will get 401; "
               "make one with `riskgraph apikey ROLE` and set RISKGRAPH_API_KEYS",
               file=sys.stderr)
-    store = open_store(settings, retry_s=api_store_retry_s(settings))
-    app = create_app(store, settings, owns_store=True)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                            access_log=False, lifespan="on", log_level=args.log_level)
-    uvicorn.Server(config).run()
+    common: dict[str, Any] = {"host": args.host, "port": args.port, "log_config": None,
+                              "access_log": False, "lifespan": "on", "log_level": level}
+    if workers == 1:
+        store = open_store(settings, retry_s=api_store_retry_s(settings))
+        uvicorn.Server(uvicorn.Config(create_app(store, settings, owns_store=True),
+                                      **common)).run()
+        return 0
+    # Several processes: uvicorn binds the port once and starts each worker, which builds
+    # its own app from the environment (api.server.worker_app). The store is opened
+    # here first so that a store that cannot be reached, or a schema to create, is dealt
+    # with once, before any worker starts.
+    open_store(settings, retry_s=api_store_retry_s(settings)).close()
+    os.environ["RISKGRAPH_STORE"] = settings.store
+    os.environ["RISKGRAPH_LOG_LEVEL"] = level
+    # The workers' metrics meet here, so that /metrics counts every worker's requests;
+    # a directory of this run's own, as counters start again with the server.
+    metrics_dir = tempfile.mkdtemp(prefix="riskgraph-metrics-")
+    os.environ["RISKGRAPH_METRICS_DIR"] = metrics_dir
+    try:
+        uvicorn.run("api.server:worker_app", factory=True, workers=workers, **common)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
