@@ -5,19 +5,38 @@ For each store (embedded, neo4j) on the same generated graph:
 * upsert throughput in the store's batches (nodes/s, relationships/s), against a naive
   baseline in the same run on the same store: one row per upsert call, so one
   transaction per row;
-* latency of ``linked_accounts`` at depth 2 over many users (p50, p99);
+* latency of ``linked_accounts`` at depth 2 over many users (p50, p99): through the
+  store primitives (the reference path, every store) and, for the embedded store, from
+  its link index (graph/linkindex.py), side by side on the same users, with the index's
+  build time and size and whether both paths answer the same;
 * whether both stores give the same answers to those queries.
 
 The Neo4j store runs against ArcadeDB started as a Bolt server (tests/bolt_server.py).
+A freshly started server is a cold JVM: its first batched load runs two to eight times
+slower than later ones (measured on 2 cores), while the JIT compiles. So before
+measuring, the same batched load and row-at-a-time pass run once on it and are thrown
+away (their figures are kept in the JSON as ``cold``); both sides are then measured
+warm, as the baseline, which ran last, always was.
 Prints a table and writes JSON with the machine it ran on.
 
     .venv/bin/python bench/store.py                      # both stores, defaults
     .venv/bin/python bench/store.py --stores embedded --users 20000
+
+``--store-dir DIR`` measures only the linked-accounts latency, on an embedded store
+already loaded in DIR (a graph of 1M users takes ~15 minutes to generate and load): the
+users queried are those a full run with the same ``--users``, ``--seed``,
+``--generator`` and ``--queries`` samples, worked out without generating the files.
+It writes to DIR: the link index (DIR/linkindex/) and the counter and triggers that
+tell when the index is stale. Use a copy of a store that others rely on.
+
+    .venv/bin/python bench/store.py --store-dir /tmp/copy --users 1000000 --queries 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import hashlib
 import json
 import os
 import platform
@@ -25,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -45,6 +64,7 @@ from graph.store import GraphStore  # noqa: E402
 
 STORES = ("embedded", "neo4j")
 DEFAULT_OUT = ROOT / "bench" / "results" / "store.json"
+DEFAULT_LINKED_OUT = ROOT / "bench" / "results" / "store-linked.json"
 # Loading order: nodes first, then the relationships that need them.
 NODE_FILES = {
     "users": "User", "merchants": "Merchant", "devices": "Device", "products": "Product",
@@ -204,26 +224,93 @@ def load_row_at_a_time(store: GraphStore, data: Dataset, rows: int) -> dict[str,
     return {"nodes": _rate(n, node_s), "relationships": _rate(n, rel_s)}
 
 
+def warm_up(store: GraphStore, data: Dataset, batch: int, naive_rows: int) -> dict[str, Any]:
+    """One untimed round of both loads on a freshly started Bolt server (a cold JVM),
+    then an empty store again. Returns that round's figures, for the record."""
+    cold = {"batched": load_batched(store, data, batch),
+            "row_at_a_time": load_row_at_a_time(store, data, naive_rows)}
+    store.clear()
+    return cold
+
+
 def _rate(rows: int, seconds: float) -> dict[str, float]:
     return {"rows": rows, "seconds": round(seconds, 4),
             "per_s": round(rows / seconds, 1) if seconds > 0 else float("inf")}
 
 
-def query_latency(store: GraphStore, users: list[str]) -> tuple[dict[str, float], list[Any]]:
-    queries.linked_accounts(store, users[0], depth=2)  # warm caches and connections
-    times, answers = [], []
-    for u in users:
-        dt, found = _timed(partial(queries.linked_accounts, store, u, depth=2))
-        times.append(dt * 1000)
-        answers.append(found)
-    ms = np.array(times)
+def _latency(ms: list[float], sizes: list[int]) -> dict[str, float]:
+    a = np.array(ms)
     return {
-        "n": len(times),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "mean_linked": round(statistics.fmean(len(a) for a in answers), 2),
-    }, answers
+        "n": len(a),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "max_ms": round(float(a.max()), 3),
+        "mean_ms": round(float(a.mean()), 3),
+        "mean_linked": round(statistics.fmean(sizes), 2),
+    }
+
+
+def query_latency(store: GraphStore, users: list[str]) -> tuple[dict[str, Any], list[Any]]:
+    """Depth-2 linked accounts of each user through the store primitives (the reference)
+    and, on the embedded store, from its link index (built first, and timed), user by
+    user in alternating order so both paths see the same machine."""
+    from graph import linkindex
+    from graph.embedded import EmbeddedStore
+
+    out: dict[str, Any] = {}
+    paths: dict[str, Callable[[str], Any]] = {
+        "reference": partial(queries.linked_accounts_from_primitives, store, depth=2),
+    }
+    if isinstance(store, EmbeddedStore):
+        index = linkindex.fresh_index(store)
+        if index is None:
+            build_s, index = _timed(partial(linkindex.refresh, store))
+            out["index_built_s"] = round(build_s, 2)
+        out["index"] = {"mb": round(index.nbytes / 2**20, 1), "users": len(index.users),
+                        "items": len(index.items), "generation": index.generation[1],
+                        "built": index.meta.get("build_s")}
+
+        def indexed(u: str) -> Any:
+            found = queries.linked_accounts(store, u, depth=2)
+            if linkindex.fresh_index(store) is not index:
+                raise SystemExit("the link index went stale during the benchmark")
+            return found
+
+        paths["indexed"] = indexed
+    for fn in paths.values():
+        fn(users[0])  # warm caches and connections
+    times: dict[str, list[float]] = {p: [] for p in paths}
+    cpu: dict[str, list[float]] = {p: [] for p in paths}
+    sizes: list[int] = []
+    digests: list[str] = []
+    same = True
+    names = list(paths)
+    gc.collect()
+    for i, u in enumerate(users):
+        found: dict[str, Any] = {}
+        for p in names if i % 2 == 0 else names[::-1]:
+            c0 = time.thread_time()
+            dt, found[p] = _timed(partial(paths[p], u))
+            cpu[p].append((time.thread_time() - c0) * 1000)
+            times[p].append(dt * 1000)
+        same = same and all(found[p] == found["reference"] for p in names)
+        sizes.append(len(found["reference"]))
+        # Answers are compared now and kept as digests: thousands of kept answers make
+        # the collector's full passes, inside the timings, cost more than the queries.
+        digests.append(hashlib.sha1(repr(found["reference"]).encode()).hexdigest())
+        del found
+    for p in names:
+        out[p] = _latency(times[p], sizes)
+        # CPU time of the querying thread: what the query costs when the machine is
+        # shared (wall-clock tails then include waits for a core).
+        cpu_ms = np.array(cpu[p])
+        out[p]["cpu_p50_ms"] = round(float(np.percentile(cpu_ms, 50)), 3)
+        out[p]["cpu_p99_ms"] = round(float(np.percentile(cpu_ms, 99)), 3)
+    out["paths_identical"] = same
+    # The default path, as a user of linked_accounts gets it, for the store comparison.
+    default = "indexed" if "indexed" in paths else "reference"
+    out.update({k: out[default][k] for k in ("p50_ms", "p99_ms", "mean_linked")})
+    return out, digests
 
 
 # -- stores ----------------------------------------------------------------------------------
@@ -274,7 +361,7 @@ def machine() -> dict[str, Any]:
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "packages": {},
     }
-    for pkg in ("numpy", "scipy", "neo4j", "arcadedb-embedded", "pyarrow"):
+    for pkg in ("numpy", "scipy", "neo4j", "neo4j-rust-ext", "arcadedb-embedded", "pyarrow"):
         try:
             info["packages"][pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -310,21 +397,111 @@ def print_table(result: dict[str, Any]) -> None:
     add("rels/s, row at a time",
         lambda r: f"{r['row_at_a_time']['relationships']['per_s']:,.0f}")
     add("  ratio", lambda r: f"{r['ratios']['relationships']:.1f}x")
-    add("linked d2 p50 ms", lambda r: r["linked_depth2"]["p50_ms"])
-    add("linked d2 p99 ms", lambda r: r["linked_depth2"]["p99_ms"])
-    add("linked d2 mean found", lambda r: r["linked_depth2"]["mean_linked"])
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    _linked_rows(add)
     d = result["data"]
     print(f"\nstore benchmark: {d['users']} users, {d['nodes']:,} nodes, "
           f"{d['relationships']:,} relationships ({d['generator']})")
-    for row in rows:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                        for i, (c, w) in enumerate(zip(row, widths))))
+    _print_rows(rows)
     if result.get("answers_identical") is not None:
         print(f"same linked accounts in every store: {result['answers_identical']}")
     m = result["machine"]
     print(f"machine: {m['platform']}, {m['cpu_count']} cpus, {m['ram_gb']} GB, "
           f"python {m['python']}, load average {m['load_avg_1_5_15'][0]} at start")
+
+
+def _linked_rows(add: Callable[[str, Callable[[dict[str, Any]], Any]], None]) -> None:
+    def path(name: str, key: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda r: r["linked_depth2"].get(name, {}).get(key, "-")
+
+    for key in ("p50_ms", "p99_ms", "max_ms", "cpu_p50_ms", "cpu_p99_ms"):
+        what = key[:-3].replace("_", " ")
+        add(f"linked d2 {what} ms, primitives", path("reference", key))
+        add(f"linked d2 {what} ms, link index", path("indexed", key))
+    add("linked d2 mean found", lambda r: r["linked_depth2"]["mean_linked"])
+    add("  both paths agree", lambda r: r["linked_depth2"]["paths_identical"])
+    add("link index MB", lambda r: r["linked_depth2"].get("index", {}).get("mb", "-"))
+    add("link index build s", lambda r: r["linked_depth2"].get("index_built_s", "-"))
+
+
+def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def print_linked_table(result: dict[str, Any]) -> None:
+    """The table of a ``--store-dir`` run: linked-accounts latency only."""
+    rows = [("", "embedded")]
+
+    def add(title: str, get: Callable[[dict[str, Any]], Any]) -> None:
+        rows.append((title, str(get(result))))
+
+    _linked_rows(add)
+    c = result["data"]["counts"]
+    print(f"\nlinked accounts at depth 2, store in {result['config']['store_dir']}: "
+          f"{c['nodes']['User']:,} users, {sum(c['relationships'].values()):,} "
+          f"relationships; {result['linked_depth2']['reference']['n']} users sampled as "
+          f"a run with --users {result['config']['users']} --seed {result['config']['seed']}")
+    _print_rows(rows)
+    m = result["machine"]
+    print(f"machine: {m['platform']}, {m['cpu_count']} cpus, {m['ram_gb']} GB, "
+          f"python {m['python']}, load average {m['load_avg_1_5_15'][0]} at start")
+
+
+def generated_user_ids(users: int, seed: int, generator: str) -> list[str]:
+    """``Dataset.user_ids()`` of a run's data, without generating it: loaders.synthetic
+    numbers users from its first random stream, and lists them in the users file and
+    again in the credit-features file."""
+    if generator == "builtin":
+        return [f"u{i:07d}" for i in range(users)]
+    from loaders.synthetic import GeneratorConfig, _make_users
+
+    streams = np.random.SeedSequence(seed).spawn(12)
+    made = _make_users(GeneratorConfig(users=users, seed=seed),
+                       np.random.default_rng(streams[0]))
+    ids = [str(i) for i in made.ids(np.arange(made.n)).to_pylist()]
+    return ids + ids
+
+
+def sample_users(args: argparse.Namespace, all_users: list[str]) -> list[str]:
+    """The users whose linked accounts are timed: the same for a given seed."""
+    rng = np.random.default_rng(args.seed)
+    return sorted(rng.choice(all_users, min(args.queries, len(all_users)),
+                             replace=False).tolist())
+
+
+def run_on_store_dir(args: argparse.Namespace) -> dict[str, Any]:
+    """Linked-accounts latency on an embedded store already loaded in ``--store-dir``."""
+    from graph.embedded import EmbeddedStore
+
+    directory = Path(args.store_dir)
+    if not (directory / "graph.sqlite").is_file():
+        raise SystemExit(f"no embedded store in {directory}: expected {directory}/graph.sqlite")
+    result: dict[str, Any] = {
+        "benchmark": "store-linked",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "config": {k: (str(v) if isinstance(v, Path) else v)
+                   for k, v in vars(args).items() if k != "out"},
+    }
+    store = EmbeddedStore(directory)
+    store.init()
+    try:
+        sample = sample_users(args, generated_user_ids(args.users, args.seed, args.generator))
+        missing = store.missing_nodes("User", sample)
+        if missing:
+            raise SystemExit(
+                f"{len(missing)} of the sampled users are not in {directory}: was it "
+                f"loaded from --users {args.users} --seed {args.seed} --generator "
+                f"{args.generator}?")
+        result["data"] = {"counts": store.counts()}
+        print(f"[embedded] {len(sample)} linked-accounts queries on {directory} ...",
+              flush=True)
+        result["linked_depth2"], _ = query_latency(store, sample)
+    finally:
+        store.close()
+    return result
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -342,10 +519,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="riskgraph-bench-") as tmp:
         work = Path(tmp)
         data = make_dataset(args.users, args.seed, work, args.generator)
-        rng = np.random.default_rng(args.seed)
-        all_users = data.user_ids()
-        sample = sorted(rng.choice(all_users, min(args.queries, len(all_users)),
-                                   replace=False).tolist())
+        sample = sample_users(args, data.user_ids())
         result["data"] = {"users": args.users, "generator": data.generator,
                           "nodes": data.node_rows, "relationships": data.rel_rows}
         stores = Stores(work, args.batch_size)
@@ -356,6 +530,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"{data.rel_rows:,} relationships ...", flush=True)
                 store = stores.open(name)
                 try:
+                    cold = None
+                    if name == "neo4j":
+                        print(f"[{name}] warming the server up (one load, not counted) ...",
+                              flush=True)
+                        cold = warm_up(store, data, args.batch_size, args.naive_rows)
                     batched = load_batched(store, data, args.batch_size)
                     print(f"[{name}] {args.queries} linked-accounts queries ...", flush=True)
                     latency, answers[name] = query_latency(store, sample)
@@ -373,6 +552,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     },
                     "linked_depth2": latency,
                 }
+                if cold is not None:
+                    result["stores"][name]["cold"] = cold
         finally:
             stores.close()
     found = list(answers.values())
@@ -393,10 +574,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator", choices=("synthetic", "builtin"), default="synthetic",
                    help="loaders.synthetic (default) or the small generator in this script")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"JSON result file (default {DEFAULT_OUT.relative_to(ROOT)}, or "
+                        f"{DEFAULT_LINKED_OUT.relative_to(ROOT)} with --store-dir)")
+    p.add_argument("--store-dir", type=Path, default=None,
+                   help="time linked accounts on the embedded store already loaded here "
+                        "(no generating or loading; writes its link index there)")
     args = p.parse_args(argv)
-    result = run(args)
-    print_table(result)
+    if args.store_dir is not None:
+        args.out = args.out or DEFAULT_LINKED_OUT
+        result = run_on_store_dir(args)
+        print_linked_table(result)
+    else:
+        args.out = args.out or DEFAULT_OUT
+        result = run(args)
+        print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -132,6 +132,13 @@ class GraphStore(Protocol):
         """Stream relationships as numpy arrays ``src``, ``dst``, ``id`` and properties,
         ordered by (src, dst, id)."""
 
+    def export_relationship_columns(
+        self, rel_type: str, columns: Sequence[str], batch_size: int = 100_000
+    ) -> Iterator[dict[str, Any]]:
+        """As ``export_relationships``, with only the named columns (any of ``src``,
+        ``dst``, ``id`` and the type's properties): a whole-graph export that needs two
+        of them reads a fraction of the values."""
+
 
 def get_node(store: GraphStore, label: str, id_: str) -> Node | None:
     """One node by its business key, or None."""

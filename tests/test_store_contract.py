@@ -469,6 +469,26 @@ def test_export_relationships_arrays_and_order(store: GraphStore) -> None:
     assert nan_to_none(got["sessions"]) == [3.0, None, 1.0]
 
 
+def test_export_relationship_columns_is_a_projection_of_export_relationships(
+    store: GraphStore,
+) -> None:
+    nodes(store, "User", ["u1", "u2", "ü3"])
+    nodes(store, "Merchant", ["m0", "m1"])
+    rels(store, "PAID", [("u2", "m1"), ("u1", "m1"), ("ü3", "m0"), ("u1", "m0"), ("u1", "m1")],
+         ids=["t1", "t3", "t2", "t9", "t0"], amount=[1.0, None, 3.0, 4.0, 5.0],
+         channel=["a", "b", None, "d", "e"])
+    full = gather(store.export_relationships("PAID", ["amount", "channel", "ts"], 2))
+    for cols in (["src", "dst"], ["dst", "amount"], ["id", "channel", "src"], ["ts"]):
+        chunks = list(store.export_relationship_columns("PAID", cols, batch_size=2))
+        assert all(set(c) == set(cols) for c in chunks)
+        got = gather(chunks, 2)
+        for c in cols:
+            assert nan_to_none(got[c]) == nan_to_none(full[c]), c
+    with pytest.raises(InvalidBatchError, match="nope"):
+        list(store.export_relationship_columns("PAID", ["src", "nope"]))
+    assert gather(store.export_relationship_columns("USES", ["src"])) == {}
+
+
 # -- scores ----------------------------------------------------------------------------------------
 def test_write_scores(store: GraphStore) -> None:
     nodes(store, "User", ["s1", "s2"], name=["A", "B"])
