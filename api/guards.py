@@ -186,7 +186,9 @@ class _Measure:
         key = f"{parent.name if parent else '?'}.{name}"
         weight = FIELD_WEIGHT.get(key, 0)
         if name == "linkedAccounts":
-            weight += 5 ** max(1, min(int(args.get("depth", 1) or 1), 4))
+            d_arg = args.get("depth", 1)
+            # a malformed depth is refused by execution with its own message
+            weight += 5 ** max(1, min(d_arg if isinstance(d_arg, int) else 4, 4))
         inner, d = self.selection(child, node.selection_set, depth + 1)
         if "first" in args or (fdef is not None and "first" in fdef.args):
             n = args.get("first")

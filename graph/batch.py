@@ -94,8 +94,14 @@ def _fast_column(col: Sequence[Any], kind: PropType) -> list[Any] | None:
             return [None if v != v else int(v) for v in arr.tolist()]
         return None
     values = _as_list(col)
-    if kind is PropType.STR and set(map(type, values)) <= {str}:
+    types = set(map(type, values))
+    if kind is PropType.STR and types <= {str, type(None)}:
         return values
+    if kind in (PropType.INT, PropType.TS) and types <= {int, type(None)}:
+        return values
+    if kind is PropType.FLOAT and types <= {float, int, type(None)} and values:
+        # None becomes NaN and back: one numpy pass instead of a call per value
+        return _fast_column(np.asarray(values, dtype=np.float64), kind)
     return None
 
 
