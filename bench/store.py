@@ -4,7 +4,8 @@ For each store (embedded, neo4j) on the same generated graph:
 
 * upsert throughput in the store's batches (nodes/s, relationships/s), against a naive
   baseline in the same run on the same store: one row per upsert call, so one
-  transaction per row;
+  transaction per row. Batches are the loader's, 100,000 rows, unless ``--batch-size``
+  says otherwise (smaller batches pay a commit more often);
 * latency of ``linked_accounts`` at depth 2 over many users (p50, p99): through the
   store primitives (the reference path, every store) and, for the embedded store, from
   its link index (graph/linkindex.py), side by side on the same users, with the index's
@@ -26,8 +27,8 @@ Prints a table and writes JSON with the machine it ran on.
 already loaded in DIR (a graph of 1M users takes ~15 minutes to generate and load): the
 users queried are those a full run with the same ``--users``, ``--seed``,
 ``--generator`` and ``--queries`` samples, worked out without generating the files.
-It writes to DIR: the link index (DIR/linkindex/) and the counter and triggers that
-tell when the index is stale. Use a copy of a store that others rely on.
+It writes to DIR: the link index (DIR/linkindex/). Use a copy of a store that others
+rely on.
 
     .venv/bin/python bench/store.py --store-dir /tmp/copy --users 1000000 --queries 2000
 """
@@ -570,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=300, help="users to query at depth 2")
     p.add_argument("--naive-rows", type=int, default=300,
                    help="rows in the one-row-per-call baseline")
-    p.add_argument("--batch-size", type=int, default=5000, help="rows per upsert call")
+    p.add_argument("--batch-size", type=int, default=100_000,
+                   help="rows per upsert call (default: the loader's batch)")
     p.add_argument("--generator", choices=("synthetic", "builtin"), default="synthetic",
                    help="loaders.synthetic (default) or the small generator in this script")
     p.add_argument("--seed", type=int, default=7)
