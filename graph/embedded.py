@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from graph.batch import NormalisedBatch, normalise_nodes, normalise_relationships
+from graph.batch import NormalisedBatch, gc_paused, normalise_nodes, normalise_relationships
 from graph.errors import InvalidBatchError, StoreUnavailableError, StoreWriteError
 from graph.model import (
     NODE_TYPES,
@@ -260,6 +260,10 @@ class EmbeddedStore:
         )
 
     def upsert_nodes(self, label: str, columns: Columns) -> int:
+        with gc_paused():
+            return self._upsert_nodes(label, columns)
+
+    def _upsert_nodes(self, label: str, columns: Columns) -> int:
         batch = normalise_nodes(label, columns)
         if not len(batch):
             return 0
@@ -270,6 +274,10 @@ class EmbeddedStore:
         return len(batch)
 
     def upsert_relationships(self, rel_type_: str, columns: Columns) -> WriteResult:
+        with gc_paused():
+            return self._upsert_relationships(rel_type_, columns)
+
+    def _upsert_relationships(self, rel_type_: str, columns: Columns) -> WriteResult:
         rt = rel_type(rel_type_)
         batch = normalise_relationships(rel_type_, columns)
         if not len(batch):
