@@ -53,32 +53,70 @@ class FeatureSpec:
         return cls(**dict(d))
 
 
+REPAYMENT_CODES = "-0123456789"  # "-": not billed; a digit: months overdue (9: 9 or more)
+
+
+def _repayment_row(h: str) -> tuple[float, ...] | None:
+    billed = [c for c in h if c != "-"]
+    if not billed:
+        return None
+    last6 = [c for c in h[-6:] if c != "-"]
+    last12 = [c for c in h[-12:] if c != "-"]
+    streak = 0
+    for c in reversed(billed):
+        if c != "0":
+            break
+        streak += 1
+    return (
+        len(billed),
+        sum(c == "0" for c in billed) / len(billed),
+        sum(c not in "0" for c in last6),
+        sum(c not in "0" for c in last12),
+        max((int(c) for c in last12 if c.isdigit()), default=0),
+        streak,
+    )
+
+
 def repayment_features(history: np.ndarray) -> np.ndarray:
     """From the month string (oldest first): months billed, on-time share, overdue
-    months in the last 6 and 12, worst bucket in the last 12, current on-time streak."""
-    out = np.full((len(history), 6), np.nan)
-    for i, h in enumerate(history.tolist()):
-        if not isinstance(h, str) or not h:
-            continue
-        billed = [c for c in h if c != "-"]
-        if not billed:
-            out[i, 0] = 0
-            continue
-        last6 = [c for c in h[-6:] if c != "-"]
-        last12 = [c for c in h[-12:] if c != "-"]
-        streak = 0
-        for c in reversed(billed):
-            if c != "0":
-                break
-            streak += 1
-        out[i] = (
-            len(billed),
-            sum(c == "0" for c in billed) / len(billed),
-            sum(c not in "0" for c in last6),
-            sum(c not in "0" for c in last12),
-            max((int(c) for c in last12 if c.isdigit()), default=0),
-            streak,
-        )
+    months in the last 6 and 12, worst bucket in the last 12, current on-time streak.
+
+    Strings of "-" and digits are read as a character matrix, all users at once; any
+    other string goes through ``_repayment_row``, the same rules one user at a time."""
+    values = history.tolist()
+    out = np.full((len(values), 6), np.nan)
+    text = np.array([h if isinstance(h, str) else "" for h in values], dtype=str)
+    if text.size == 0 or text.itemsize == 0:
+        return out
+    codes = text.view(np.uint32).reshape(len(text), -1)
+    lengths = np.char.str_len(text)
+    allowed = np.zeros(max(int(codes.max()) + 1, 128), bool)
+    allowed[[ord(c) for c in REPAYMENT_CODES]] = True
+    padding = np.arange(codes.shape[1]) >= lengths[:, None]
+    simple = (lengths > 0) & (allowed[codes] | padding).all(1)
+    for i in np.flatnonzero((lengths > 0) & ~simple):
+        row = _repayment_row(values[i])
+        out[i] = (0,) + (np.nan,) * 5 if row is None else row
+    rows = np.flatnonzero(simple)
+    m = codes[rows].astype(np.int16) - ord("0")  # digits 0..9; "-" and padding below 0
+    to_end = lengths[rows, None] - 1 - np.arange(m.shape[1])  # 0: the latest month
+    billed = m >= 0
+    on_time = m == 0
+    late = billed & ~on_time
+    n_billed = billed.sum(1)
+    last12 = billed & (to_end < 12)
+    # the streak: on-time months after the latest late one
+    latest_late = np.where(late, to_end, np.iinfo(np.int64).max).min(1)
+    feats = np.stack([
+        n_billed,
+        on_time.sum(1) / np.maximum(n_billed, 1),
+        (late & (to_end < 6)).sum(1),
+        (late & last12).sum(1),
+        np.where(last12, m, 0).max(1),
+        (on_time & (to_end < latest_late[:, None])).sum(1),
+    ], axis=1).astype(np.float64)
+    feats[n_billed == 0, 1:] = np.nan
+    out[rows] = feats
     return out
 
 
@@ -100,12 +138,11 @@ def payment_features(
     since = np.where(np.isfinite(last), (reference_ms - last) / DAY_MS, np.nan)
     cols = [cnt, np.log1p(tot), np.where(cnt > 0, mean, np.nan), np.where(cnt > 0, mx, np.nan),
             since]
-    ch_names = np.array(["" if c is None else str(c) for c in channel.tolist()], dtype=object)
-    known, inverse = (np.unique(ch_names.astype(str), return_inverse=True)
-                      if len(ch_names) else (np.zeros(0, str), np.zeros(0, np.int64)))
+    # a payment without a channel counts as ""
+    if "" in channels:
+        channel = np.array(["" if c is None else c for c in channel.tolist()], dtype=object)
     for ch in channels:
-        hit = (inverse.reshape(-1) == int(np.searchsorted(known, ch))) if ch in known else None
-        w = hit.astype(np.float64) if hit is not None else np.zeros(len(user_idx))
+        w = np.asarray(np.asarray(channel, dtype=object) == ch, dtype=np.float64)
         cols.append(np.bincount(user_idx, weights=w, minlength=n_users) / np.maximum(cnt, 1))
     return np.stack(cols, axis=1)
 
@@ -128,7 +165,7 @@ def raw_user_matrix(
               "rep_worst_12m", "rep_streak"]
     life = np.asarray(users["lifecycle"], dtype=object)
     for lc in LIFECYCLES:
-        cols.append(np.array([v == lc for v in life.tolist()], dtype=np.float64))
+        cols.append(np.asarray(life == lc, dtype=np.float64))
         names.append(f"lifecycle_{lc}")
     signup = np.asarray(users["signup_ts"], dtype=np.float64)
     cols.append(np.log1p(np.maximum((reference_ms - signup) / DAY_MS, 0)))

