@@ -46,7 +46,8 @@ LINKED = ('query($id: ID!) { user(id: $id) { linkedAccounts(depth: 2, first: 20)
           '{ totalCount edges { depth strength node { id fraudRisk } } } } }')
 
 
-def build_graph(path: Path, n_users: int, seed: int = 1) -> list[str]:
+def build_graph(path: Path, n_users: int, seed: int = 1, link_index: bool = True
+                ) -> list[str]:
     """Users with credit features and scores, devices and phones shared by a few,
     transfers, referrals, and the two credit lines."""
     from graph.embedded import EmbeddedStore
@@ -99,6 +100,10 @@ def build_graph(path: Path, n_users: int, seed: int = 1) -> list[str]:
         "balance": [rnd.uniform(0, 2000) for _ in range(n_users + len(users[::2]))],
         "status": ["active"] * (n_users + len(users[::2])),
     })
+    if link_index:  # as `riskgraph load` leaves a store
+        from graph import linkindex
+
+        linkindex.refresh(store)
     store.close()
     return users
 
@@ -348,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["debug", "info", "warning", "error"],
                     help="the server's log level (info writes a line per request)")
     ap.add_argument("--in-process-n", type=int, default=2000)
+    ap.add_argument("--no-link-index", action="store_true",
+                    help="leave the store without its link index (rings and linked "
+                         "accounts then walk SQL)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/api.json"))
     args = ap.parse_args(argv)
 
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(tmp) / "home"
         graph = home / "graph"
         t0 = time.perf_counter()
-        users = build_graph(graph, args.users)
+        users = build_graph(graph, args.users, link_index=not args.no_link_index)
         print(f"graph of {args.users:,} users built in {time.perf_counter() - t0:.1f} s")
         base = in_process(graph, home, users, args.in_process_n)
 
@@ -428,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         # other work on the machine skews every figure; recorded so a reader can tell
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
-        "config": {"users": args.users, "seconds": args.seconds, "warmup": args.warmup,
+        "config": {"users": args.users,
+                   "link_index": not args.no_link_index, "seconds": args.seconds,
+                   "warmup": args.warmup,
                    "concurrency": args.concurrency, "store": "embedded",
                    "server": f"riskgraph serve (uvicorn), {workers} worker process(es)",
                    "workers": workers, "server_log_level": args.log_level,

@@ -50,6 +50,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -220,6 +221,39 @@ class LinkIndex:
             if limit is not None and len(accounts) >= limit:
                 break  # ranked by depth first: deeper accounts would be cut
         return accounts
+
+    def user_links(
+        self, users: Sequence[str], via: tuple[str, ...], max_item_users: int,
+    ) -> list[tuple[str, Link, str]] | None:
+        """What ``queries.user_links`` answers, sorted the same way, or None when a
+        user is not in the index (the caller then asks the store)."""
+        idx = [self.user_index(u) for u in users]
+        if any(i is None for i in idx):
+            return None
+        item_types = np.array([i for i, t in enumerate(ITEM_TYPES) if t in via], dtype=np.int64)
+        direct_types = np.array([i for i, t in enumerate(DIRECT_TYPES) if t in via],
+                                dtype=np.int64)
+        level = np.unique(np.array(idx, dtype=np.int64))
+        u, c, item, other, count = self._step(level, item_types, direct_types, max_item_users)
+        if not len(u):
+            return []
+        names = self._user_names(np.concatenate([u, other]))
+        is_item = _IS_ITEM_CODE[c]
+        item_names = np.empty(len(item), dtype=object)
+        item_names[~is_item] = [names[i] for i in item[~is_item].tolist()]
+        if is_item.any():
+            uniq, inv = np.unique(item[is_item], return_inverse=True)
+            decoded = np.array([b.decode("utf-8", "surrogatepass")
+                                for b in self.items[uniq].tolist()], dtype=object)
+            item_names[is_item] = decoded[inv]
+        user_names = [names[i] for i in u.tolist()]
+        out = [
+            (me, _new_link((_NAMES[code], _LABELS[code], it, me, n)), names[o])
+            for me, code, it, n, o in zip(user_names, c.tolist(), item_names.tolist(),
+                                          count.tolist(), other.tolist())
+        ]
+        out.sort()
+        return out
 
     def _step(
         self, level: np.ndarray, item_types: np.ndarray, direct_types: np.ndarray,

@@ -17,7 +17,7 @@ Definitions (docs/graph-queries.md says the same for users):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -200,17 +200,56 @@ def ring_of(
     max_members: int = 2000,
 ) -> Ring | None:
     """The ring that contains ``user_id``, or None when its group is smaller than
-    ``min_size``. A group larger than ``max_members`` is cut there."""
+    ``min_size``. A group larger than ``max_members`` is cut there.
+
+    Each step of the walk is answered by the embedded store's link index when it has a
+    current one (graph/linkindex.py), else by ``user_links`` over the primitives: the
+    same links either way, so the same ring as ``ring_of_from_primitives``."""
+    from graph import linkindex  # it builds on this module
+
+    index = linkindex.fresh_index(store)
+    if index is None:
+        return ring_of_from_primitives(store, user_id, min_size, via, max_item_users,
+                                       max_members)
+    chosen = check_via(via)
+
+    def step(level: Sequence[str]) -> list[tuple[str, Link, str]]:
+        found = index.user_links(level, chosen, max_item_users)
+        return user_links(store, level, chosen, max_item_users) if found is None else found
+
+    if index.user_index(user_id) is None and store.missing_nodes("User", [user_id]):
+        raise NotFoundError(f"no user with id {user_id!r}")
+    return _walk_ring(user_id, min_size, max_members, step)
+
+
+def ring_of_from_primitives(
+    store: GraphStore,
+    user_id: str,
+    min_size: int = 3,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+    max_members: int = 2000,
+) -> Ring | None:
+    """``ring_of`` by walking ``user_links`` over the store's primitives: the reference
+    every store answers the same way, and what a link index must match."""
     chosen = check_via(via)
     if store.missing_nodes("User", [user_id]):
         raise NotFoundError(f"no user with id {user_id!r}")
+    return _walk_ring(user_id, min_size, max_members,
+                      lambda level: user_links(store, level, chosen, max_item_users))
+
+
+def _walk_ring(
+    user_id: str, min_size: int, max_members: int,
+    step: Callable[[Sequence[str]], list[tuple[str, Link, str]]],
+) -> Ring | None:
     members = {user_id}
     level = [user_id]
     links: list[tuple[str, Link, str]] = []
     while level and len(members) < max_members:
-        step = user_links(store, level, chosen, max_item_users)
-        links.extend(step)
-        new = sorted({o for _, _, o in step} - members)
+        found = step(level)
+        links.extend(found)
+        new = sorted({o for _, _, o in found} - members)
         new = new[: max_members - len(members)]
         members.update(new)
         level = new
