@@ -297,7 +297,21 @@ def worker_app() -> RiskGraphApp:
     ``app_from_env``, and the worker stops when the supervising process dies, so that a
     crash of the server leaves no orphan still serving the port and writing the audit."""
     _stop_with_parent()
-    return app_from_env()
+    app = app_from_env()
+    _settle_gc()
+    return app
+
+
+def _settle_gc() -> None:
+    """What the worker loaded at start (schema, policy, model, link index) is moved out
+    of the collector's sight, and young collections run less often: a request makes a
+    few thousand short-lived objects, and each full pass over the start-up heap was a
+    tail-latency spike under load (bench/api.py)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _stop_with_parent() -> None:

@@ -198,3 +198,21 @@ def test_metrics_sum_the_snapshots_of_every_worker(tmp_path: Path) -> None:
     mine.publish()
     assert json.loads((tmp_path / f"{os.getpid()}.json").read_text())[
         "riskgraph_limit_decisions_total"] == [[["raise", "true"], 1.0]]
+
+
+def test_serve_with_workers_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    import socket
+
+    home = _home_with_graph(tmp_path)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        done = riskgraph("serve", "--workers", "2", "--port", str(port),
+                         env={"RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded"},
+                         timeout=60)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

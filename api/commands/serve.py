@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -94,10 +95,80 @@ def serve(args: argparse.Namespace) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="riskgraph-metrics-")
     os.environ["RISKGRAPH_METRICS_DIR"] = metrics_dir
     try:
-        uvicorn.run("api.server:worker_app", factory=True, workers=workers, **common)
+        if hasattr(socket, "SO_REUSEPORT"):
+            _run_reuseport_workers(workers, common)
+        else:
+            uvicorn.run("api.server:worker_app", factory=True, workers=workers, **common)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _run_reuseport_workers(workers: int, common: dict[str, Any]) -> None:
+    """Each worker listens on a socket of its own, bound to the same port with
+    SO_REUSEPORT, so the kernel spreads connections evenly over the workers. With one
+    shared socket, whichever worker wakes first accepts: 32 keep-alive clients split
+    24/8 and the busy worker's queue sets the latency (bench/api.py). A worker that
+    dies is started again; SIGINT or SIGTERM stops them all."""
+    import multiprocessing
+    import signal
+    import time
+
+    # Bind once here so a port in use fails now, with a message, before any worker.
+    _reuseport_socket(common["host"], common["port"]).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_reuseport_worker, args=(common,), daemon=False)
+             for _ in range(workers)]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            p.start()
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in enumerate(procs):
+                if not p.is_alive() and not stopping:
+                    procs[i] = ctx.Process(target=_reuseport_worker, args=(common,))
+                    procs[i].start()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from api.cli import UsageError
+
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    return sock
+
+
+def _reuseport_worker(common: dict[str, Any]) -> None:
+    import uvicorn
+
+    sock = _reuseport_socket(common["host"], common["port"])
+    config = uvicorn.Config("api.server:worker_app", factory=True, **common)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def apikey(args: argparse.Namespace) -> int:
