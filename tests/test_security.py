@@ -211,8 +211,10 @@ def test_serve_binds_to_loopback_unless_told_otherwise(tmp_path: Path) -> None:
     api = ApiProcess({"RISKGRAPH_HOME": str(home), "RISKGRAPH_API_KEYS": ""}).start()
     try:
         assert api.proc is not None
-        listening = [c.laddr for c in psutil.Process(api.proc.pid).net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN]
+        server = psutil.Process(api.proc.pid)
+        # with several workers each listens on a socket of its own
+        listening = [c.laddr for p in [server, *server.children(recursive=True)]
+                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
     finally:
         api.stop()
