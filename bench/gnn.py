@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -52,6 +54,50 @@ def _store(work: Path, users: int, seed: int) -> tuple[EmbeddedStore, float]:
 
 def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _tree_rss_gb() -> float:
+    """Resident memory of this process and every process below it (the export's worker
+    processes hang off a fork server, so RUSAGE_CHILDREN never sees them)."""
+    parent: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(d.name)] = int(fields[1])
+            rss[int(d.name)] = int(fields[21]) * resource.getpagesize()
+        except (OSError, IndexError, ValueError):
+            continue
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        below = {p for p, pp in parent.items() if pp in mine} - mine
+        grew = bool(below)
+        mine |= below
+    return sum(rss.get(p, 0) for p in mine) / 2**30
+
+
+class _TreePeak:
+    """The largest ``_tree_rss_gb`` seen, sampled every 0.1 s in a thread."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, _tree_rss_gb())
+
+    def __enter__(self) -> _TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         big, load_s = _store(args.work, args.score_users, args.seed + 1)
         name, model = registry.load(models)
         started = time.perf_counter()
-        out = pipeline.score_all(big, models, name)
+        with _TreePeak() as tree_peak:
+            out = pipeline.score_all(big, models, name)
         wall = time.perf_counter() - started
+        scoring_peak = _peak_gb()
         g = export_graph(big)
         t0 = time.perf_counter()
         raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
@@ -138,13 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         tree_s = time.perf_counter() - t0
         result["score"] = {
             "users": args.score_users, "load_seconds": round(load_s, 1),
-            "wall_seconds": round(wall, 1), **out, "peak_rss_gb": round(_peak_gb(), 2),
+            "wall_seconds": round(wall, 1), **out,
+            "peak_rss_gb": round(scoring_peak, 2),
+            "peak_rss_with_workers_gb": round(tree_peak.peak, 2),
+            "peak_rss_gb_after_second_export": round(_peak_gb(), 2),
             "baseline_own_trees_seconds": round(tree_s, 2),
         }
         s = result["score"]
         print(f"score {args.score_users:,} users: {s['wall_seconds']}s wall (export "
               f"{s['export_seconds']}s, model {s['score_seconds']}s, write "
-              f"{s['write_seconds']}s), peak RSS {s['peak_rss_gb']} GB; own-feature trees "
+              f"{s['write_seconds']}s), peak RSS {s['peak_rss_gb']} GB "
+              f"({s['peak_rss_with_workers_gb']} GB with the export workers, sampled); "
+              "own-feature trees "
               f"alone {tree_s:.1f}s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -165,10 +165,20 @@ def _torch_csr(m: sp.spmatrix) -> Tensor:
 
 
 def _no_diagonal(m: sp.spmatrix) -> sp.csr_matrix:
+    """``m`` without its diagonal and explicit zeros, the other values untouched: what
+    ``m - diags(m.diagonal())`` gives, without a sparse subtraction (1 s at 1M users)."""
     m = sp.csr_matrix(m)
-    m = m - sp.diags(m.diagonal())
-    m.eliminate_zeros()
-    return sp.csr_matrix(m)
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    keep = (m.indices != rows) & (m.data != 0)
+    indptr = np.zeros(m.shape[0] + 1, dtype=m.indptr.dtype)
+    np.cumsum(np.bincount(rows[keep], minlength=m.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+
+
+def _scaled_rows(m: sp.csr_matrix, scale: np.ndarray) -> sp.csr_matrix:
+    """``diags(scale) @ m``, each value multiplied once as the product would."""
+    return sp.csr_matrix((m.data * np.repeat(scale, np.diff(m.indptr)), m.indices.copy(),
+                          m.indptr.copy()), shape=m.shape)
 
 
 def item_operators(u: np.ndarray, d: np.ndarray, n_users: int, n_items: int
@@ -180,12 +190,12 @@ def item_operators(u: np.ndarray, d: np.ndarray, n_users: int, n_items: int
     inv = np.where(deg > 1, 1.0 / np.maximum(deg - 1, 1), 0.0)
     loo = _no_diagonal(a @ sp.diags(inv) @ a.T)
     shared = a @ (deg > 1).astype(np.float64)
-    mean_op = sp.diags(1.0 / np.maximum(shared, 1)) @ loo
+    mean_op = _scaled_rows(loo, 1.0 / np.maximum(shared, 1))
     co = _no_diagonal(a @ a.T)
     co_n = a @ np.maximum(deg - 1, 0)
-    sum_op = sp.diags(1.0 / np.sqrt(1.0 + co_n)) @ co
+    sum_op = _scaled_rows(co, 1.0 / np.sqrt(1.0 + co_n))
     counts = np.stack([np.log1p(shared), np.log1p(co_n)], axis=1)
-    return sp.csr_matrix(mean_op), sp.csr_matrix(sum_op), counts
+    return mean_op, sum_op, counts
 
 
 def direct_operators(a: np.ndarray, b: np.ndarray, n_users: int
@@ -193,9 +203,9 @@ def direct_operators(a: np.ndarray, b: np.ndarray, n_users: int
     m = _no_diagonal(sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(n_users, n_users)))
     m.data[:] = 1.0
     deg = np.asarray(m.sum(axis=1)).ravel()
-    mean_op = sp.diags(1.0 / np.maximum(deg, 1)) @ m
-    sum_op = sp.diags(1.0 / np.sqrt(1.0 + deg)) @ m
-    return sp.csr_matrix(mean_op), sp.csr_matrix(sum_op), np.log1p(deg)[:, None]
+    mean_op = _scaled_rows(m, 1.0 / np.maximum(deg, 1))
+    sum_op = _scaled_rows(m, 1.0 / np.sqrt(1.0 + deg))
+    return mean_op, sum_op, np.log1p(deg)[:, None]
 
 
 def propagation_operators(data: Any) -> dict[str, dict[str, tuple[Tensor, Tensor, Tensor]]]:

@@ -15,9 +15,11 @@ user's neighbourhood (``neighbourhood_graph``), which is why the two give equal 
 from __future__ import annotations
 
 import gc
+import hashlib
+import multiprocessing
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,8 @@ EDGE_TIME: dict[str, str | None] = {
     "REFERRED": "ts", "TRANSFERRED": "ts",
 }
 MAX_LINKS_PER_USER = 100_000
+EXPORT_WORKERS = 2
+PROCESS_MIN_USERS = 50_000
 
 
 @dataclass
@@ -148,9 +152,229 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _read(store: GraphStore, rel_type: str, columns: list[str], batch_size: int
-          ) -> dict[str, np.ndarray]:
-    chunks = store.export_relationship_columns(rel_type, columns, batch_size)
-    return _concat(list(chunks), columns)
+          ) -> list[dict[str, Any]]:
+    return list(store.export_relationship_columns(rel_type, columns, batch_size))
+
+
+class _SortedIndex:
+    """Position of each id in ``ids`` (strictly ascending); -1 where absent. Ids and
+    looked-up values are compared as fixed-width numpy strings, a binary search in C: a
+    dict lookup per value cost 4 s of the 1M-user export."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self._ids = np.asarray(ids, dtype=str)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if len(values) == 0 or len(self._ids) == 0:
+            return np.full(len(values), -1, np.int64)
+        v = np.asarray(values, dtype=str)
+        pos = np.minimum(np.searchsorted(self._ids, v), len(self._ids) - 1)
+        return np.where(self._ids[pos] == v, pos, -1).astype(np.int64)
+
+
+def _id_index(ids: np.ndarray) -> _SortedIndex | _IdIndex:
+    """The sorted index when the ids are strictly ascending as numpy strings (the order
+    stores return them in), else the dict."""
+    u = np.asarray(ids, dtype=str)
+    if len(u) > 1 and not bool(np.all(u[1:] > u[:-1])):
+        return _IdIndex(ids)
+    return _SortedIndex(u)
+
+
+def _kept(chunk: dict[str, Any], tprop: str | None, as_of_ms: float | None
+          ) -> dict[str, Any]:
+    if tprop is None or as_of_ms is None:
+        return chunk
+    keep = _before(chunk[tprop], as_of_ms)
+    return {k: v[keep] for k, v in chunk.items()}
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def _payments(chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np.ndarray],
+              as_of_ms: float | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """User index per payment and the payment columns, payments of unknown users and
+    (with ``as_of_ms``) later ones left out; in the store's order."""
+    users: list[np.ndarray] = []
+    cols: dict[str, list[np.ndarray]] = {p: [] for p in PAID_EXPORT_PROPS}
+    for chunk in chunks:
+        c = _kept(chunk, "ts", as_of_ms)
+        u = index(c["src"])
+        ok = u >= 0
+        users.append(u[ok])
+        for p in PAID_EXPORT_PROPS:
+            cols[p].append(c[p][ok])
+    kinds = {"amount": np.float64, "ts": np.float64, "channel": object}
+    return _cat(users, np.int64), {p: _cat(v, kinds[p]) for p, v in cols.items()}
+
+
+def _items(chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np.ndarray],
+           tprop: str | None, as_of_ms: float | None, max_item_users: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    for chunk in chunks:
+        c = _kept(chunk, tprop, as_of_ms)
+        u = index(c["src"])
+        ok = u >= 0
+        users.append(u[ok])
+        items.append(c["dst"][ok].astype(str))
+    return _item_links(_cat(users, np.int64), _cat(items, object), max_item_users)
+
+
+def _direct(chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np.ndarray],
+            tprop: str | None, as_of_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
+    a: list[np.ndarray] = []
+    b: list[np.ndarray] = []
+    for chunk in chunks:
+        c = _kept(chunk, tprop, as_of_ms)
+        a.append(index(c["src"]))
+        b.append(index(c["dst"]))
+    return _direct_links(_cat(a, np.int64), _cat(b, np.int64))
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One relationship table to export and what to make of it."""
+
+    rel_type: str
+    tprop: str | None  # the link's start time, read only for as-of exports
+
+    @property
+    def columns(self) -> list[str]:
+        if self.rel_type == "PAID":
+            return ["src", *PAID_EXPORT_PROPS]
+        return ["src", "dst", *([self.tprop] if self.tprop else [])]
+
+    def part(self, chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np.ndarray],
+             as_of_ms: float | None, max_item_users: int) -> Any:
+        if self.rel_type == "PAID":
+            return _payments(chunks, index, as_of_ms)
+        if self.rel_type in SHARED_ITEM_RELS:
+            return _items(chunks, index, self.tprop, as_of_ms, max_item_users)
+        return _direct(chunks, index, self.tprop, as_of_ms)
+
+
+def _tables(as_of_ms: float | None) -> list[_Table]:
+    """PAID first: the largest table, started first."""
+    return [_Table("PAID", None)] + [
+        _Table(rt, EDGE_TIME.get(rt) if as_of_ms is not None else None)
+        for rt in (*SHARED_ITEM_RELS, *USER_USER_RELS)
+    ]
+
+
+def _digest(ids: np.ndarray) -> str:
+    u = np.asarray(ids, dtype=str)
+    return hashlib.sha256(str(u.dtype).encode() + u.tobytes()).hexdigest()
+
+
+# State of one export worker process: its own store connection and the user index.
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(path: str, cache_mb: int, batch_size: int) -> None:
+    from graph.embedded import EmbeddedStore
+
+    # its own store: an SQLite connection must not cross a fork
+    store = EmbeddedStore(path, cache_mb)
+    store.init()
+    with _collector_paused():
+        ids = _concat(list(store.export_nodes("User", [], batch_size)), ["id"])["id"]
+    _worker.update(store=store, index=_id_index(ids), digest=_digest(ids),
+                   batch_size=batch_size)
+
+
+def _table_in_worker(table: _Table, as_of_ms: float | None, max_item_users: int
+                     ) -> tuple[str, Any]:
+    """The table's part, ids already turned into indices: numbers pickle cheaply where
+    millions of strings would cost what reading them did."""
+    store = _worker["store"]
+    with _collector_paused():
+        chunks = store.export_relationship_columns(table.rel_type, table.columns,
+                                                   _worker["batch_size"])
+        part = table.part(chunks, _worker["index"], as_of_ms, max_item_users)
+        if table.rel_type == "PAID":
+            paid_user, cols = part
+            codes, values = _factorised(cols.pop("channel"))
+            part = (paid_user, cols, codes, values)
+    return _worker["digest"], part
+
+
+def _factorised(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values, ``distinct[codes]`` equal to ``values``."""
+    seen: dict[Any, int] = {}
+    codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64,
+                        len(values))
+    distinct = np.empty(len(seen), dtype=object)
+    distinct[:] = list(seen)
+    return codes, distinct
+
+
+def _in_processes(store: GraphStore, batch_size: int) -> int:
+    """How many worker processes to read tables in: two for an embedded store of at
+    least PROCESS_MIN_USERS users, else none. Only the embedded store can be opened
+    again in a worker, and on a small graph starting the workers costs more than they
+    save."""
+    from graph.embedded import EmbeddedStore
+
+    if not isinstance(store, EmbeddedStore) or EXPORT_WORKERS < 2:
+        return 0
+    return EXPORT_WORKERS if len(store.node_ids("User", None, PROCESS_MIN_USERS)
+                                 ) >= PROCESS_MIN_USERS else 0
+
+
+def _users(store: GraphStore, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    users = _concat(list(store.export_nodes("User", USER_EXPORT_PROPS, batch_size)),
+                    ["id", *USER_EXPORT_PROPS])
+    ids = users.pop("id").astype(str).astype(object)
+    if len(ids) == 0:
+        raise GnnError("the store holds no users; load data first (riskgraph load DIR)")
+    return ids, users
+
+
+def _parts_in_processes(store: GraphStore, workers: int, as_of_ms: float | None,
+                        max_item_users: int, batch_size: int
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
+    """Users read here while worker processes read the relationship tables; None if the
+    users the workers saw differ from these (the store changed meanwhile)."""
+    from graph.embedded import EmbeddedStore
+
+    assert isinstance(store, EmbeddedStore)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                             initargs=(str(store.path), store.cache_mb, batch_size)) as pool:
+        futures = {t.rel_type: pool.submit(_table_in_worker, t, as_of_ms, max_item_users)
+                   for t in _tables(as_of_ms)}
+        with _collector_paused():
+            ids, users = _users(store, batch_size)
+        digest = _digest(ids)
+        results = {rt: f.result() for rt, f in futures.items()}
+    if any(d != digest for d, _ in results.values()):
+        return None
+    parts = {rt: part for rt, (_, part) in results.items()}
+    paid_user, cols, codes, values = parts["PAID"]
+    parts["PAID"] = (paid_user, {**cols, "channel": values[codes]})
+    return ids, users, parts
+
+
+def _parts_in_threads(store: GraphStore, as_of_ms: float | None, max_item_users: int,
+                      batch_size: int
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """Two tables at a time: a store that reads without holding the GIL (SQLite steps,
+    a Bolt socket) turns rows into objects on one core while the other reads."""
+    tables = _tables(as_of_ms)
+    with _collector_paused(), ThreadPoolExecutor(max_workers=2) as pool:
+        users_f = pool.submit(_users, store, batch_size)
+        chunks_f = {t.rel_type: pool.submit(_read, store, t.rel_type, t.columns, batch_size)
+                    for t in tables}
+        ids, users = users_f.result()
+        index = _id_index(ids)
+        parts = {t.rel_type: t.part(chunks_f.pop(t.rel_type).result(), index, as_of_ms,
+                                    max_item_users) for t in tables}
+    return ids, users, parts
 
 
 def export_graph(
@@ -162,47 +386,23 @@ def export_graph(
     """The whole user graph; with ``as_of_ms``, payments and links that began at or
     after that time are left out (what was known before a time split).
 
-    Reads only the columns it uses, two tables at a time: SQLite steps without the
-    GIL, so the second core turns rows into objects while the first reads."""
-    link_time = {rt: EDGE_TIME.get(rt) if as_of_ms is not None else None
-                 for rt in (*SHARED_ITEM_RELS, *USER_USER_RELS)}
-    with _collector_paused(), ThreadPoolExecutor(max_workers=2) as pool:
-        users_f = pool.submit(lambda: _concat(
-            list(store.export_nodes("User", USER_EXPORT_PROPS, batch_size)),
-            ["id", *USER_EXPORT_PROPS]))
-        paid_f = pool.submit(_read, store, "PAID", ["src", *PAID_EXPORT_PROPS], batch_size)
-        rel_f = {
-            rt: pool.submit(_read, store, rt,
-                            ["src", "dst", *([t] if (t := link_time[rt]) else [])], batch_size)
-            for rt in (*SHARED_ITEM_RELS, *USER_USER_RELS)
-        }
-        users = users_f.result()
-        ids = users.pop("id").astype(str).astype(object)
-        if len(ids) == 0:
-            raise GnnError("the store holds no users; load data first (riskgraph load DIR)")
-        index = _IdIndex(ids)
-        paid = paid_f.result()
-        keep = _before(paid["ts"], as_of_ms)
-        paid_user = index(paid["src"][keep])
-        ok = paid_user >= 0
-        paid_cols = {p: paid[p][keep][ok] for p in PAID_EXPORT_PROPS}
-        del paid
-        times = [np.asarray(users["signup_ts"], np.float64), paid_cols["ts"]]
-        g = GraphArrays(ids, users, paid_user[ok], paid_cols)
-        for rt in SHARED_ITEM_RELS:
-            e = rel_f[rt].result()
-            tprop = link_time[rt]
-            keep = _before(e[tprop], as_of_ms) if tprop else np.ones(len(e["src"]), bool)
-            u = index(e["src"][keep])
-            uu, ii, names = _item_links(u[u >= 0], e["dst"][keep][u >= 0], max_item_users)
-            g.item_edges[rt] = (uu, ii)
-            g.item_ids[rt] = names
-        for rt in USER_USER_RELS:
-            e = rel_f[rt].result()
-            tprop = link_time[rt]
-            keep = _before(e[tprop], as_of_ms) if tprop else np.ones(len(e["src"]), bool)
-            g.direct_edges[rt] = _direct_links(index(e["src"][keep]),
-                                               index(e["dst"][keep]))
+    Reads only the columns it uses. Most of the time goes into the store's driver
+    making Python objects of ~45M values at 1M users, which holds the GIL: an embedded
+    store of PROCESS_MIN_USERS users or more is read by worker processes that return
+    ids already turned into indices, while this one reads the users."""
+    workers = _in_processes(store, batch_size)
+    got = (_parts_in_processes(store, workers, as_of_ms, max_item_users, batch_size)
+           if workers else None)
+    ids, users, parts = got or _parts_in_threads(store, as_of_ms, max_item_users, batch_size)
+    paid_user, paid_cols = parts["PAID"]
+    g = GraphArrays(ids, users, paid_user, paid_cols)
+    for rt in SHARED_ITEM_RELS:
+        uu, ii, names = parts[rt]
+        g.item_edges[rt] = (uu, ii)
+        g.item_ids[rt] = names
+    for rt in USER_USER_RELS:
+        g.direct_edges[rt] = parts[rt]
+    times = [np.asarray(users["signup_ts"], np.float64), paid_cols["ts"]]
     finite = [t[np.isfinite(t)] for t in times]
     allt = np.concatenate(finite) if finite else np.zeros(0)
     g.max_time_ms = float(allt.max()) if len(allt) else float("nan")

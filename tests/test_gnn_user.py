@@ -42,6 +42,35 @@ def test_export_builds_heterodata_with_id_maps(world) -> None:
     assert data["user"].x.shape == (g.n_users, 3)
 
 
+def _same_graph(a, b) -> None:
+    assert a.user_ids.tolist() == b.user_ids.tolist()
+    for k in a.users:
+        np.testing.assert_array_equal(a.users[k], b.users[k])
+    np.testing.assert_array_equal(a.paid_user, b.paid_user)
+    for k in a.paid:
+        np.testing.assert_array_equal(a.paid[k], b.paid[k])
+    assert a.item_edges.keys() == b.item_edges.keys()
+    for rt in a.item_edges:
+        np.testing.assert_array_equal(np.stack(a.item_edges[rt]), np.stack(b.item_edges[rt]))
+        assert a.item_ids[rt].tolist() == b.item_ids[rt].tolist()
+    for rt in a.direct_edges:
+        np.testing.assert_array_equal(np.stack(a.direct_edges[rt]),
+                                      np.stack(b.direct_edges[rt]))
+    assert a.max_time_ms == b.max_time_ms
+
+
+def test_export_in_worker_processes_equals_export_in_threads(world, monkeypatch) -> None:
+    import gnn.tensors as tensors
+
+    store, *_ = world
+    cut = float(np.median(export_graph(store).paid["ts"]))
+    in_threads = [export_graph(store), export_graph(store, as_of_ms=cut)]
+    monkeypatch.setattr(tensors, "PROCESS_MIN_USERS", 1)
+    assert tensors._in_processes(store, 1000) == tensors.EXPORT_WORKERS
+    for threaded, as_of in zip(in_threads, (None, cut)):
+        _same_graph(export_graph(store, as_of_ms=as_of, batch_size=97), threaded)
+
+
 def test_training_reports_model_and_baselines(world) -> None:
     *_, metrics, _ = world
     for name in ("model",):
