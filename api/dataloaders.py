@@ -4,7 +4,9 @@ A page of users with their linked accounts costs a bounded number of store calls
 come in one ``get_nodes`` call, and linked accounts of every user in the batch are
 found by one breadth-first search over all of them at once (a few ``adjacent`` calls
 per depth level, whatever the number of users). Results are the same as
-``graph.queries.linked_accounts`` and ``ring_of`` user by user.
+``graph.queries.linked_accounts`` and ``ring_of`` user by user. When the embedded store
+has a current link index (graph/linkindex.py) it answers each user it holds, without a
+store call; the others still go through the batched search.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from graph import queries
+from graph import linkindex, queries
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import Node, Relationship
 from graph.queries import DEFAULT_MAX_ITEM_USERS, LINK_TYPES, Link, LinkedAccount, Ring
@@ -45,6 +47,12 @@ def linked_accounts_many(
         u: NotFoundError(f"no user with id {u!r}") for u in missing
     }
     sources = [u for u in uniq if u not in missing]
+    index = linkindex.fresh_index(store)
+    if index is not None:  # the embedded store's link index: no store call at all
+        answered = {s: index.linked_accounts(s, depth, chosen, max_item_users)
+                    for s in sources}
+        out.update((s, a) for s, a in answered.items() if a is not None)
+        sources = [s for s in sources if answered[s] is None]  # the index cannot tell
     found: dict[str, dict[str, LinkedAccount]] = {s: {} for s in sources}
     frontier: dict[str, list[str]] = {s: [s] for s in sources}
     for d in range(1, depth + 1):
@@ -82,6 +90,13 @@ def rings_of_many(
         u: NotFoundError(f"no user with id {u!r}") for u in missing
     }
     sources = [u for u in uniq if u not in missing]
+    index = linkindex.fresh_index(store)
+    if index is not None:  # the embedded store's link index: no store call at all
+        roots = {s: index.user_index(s) for s in sources}
+        for s, root in roots.items():
+            if root is not None:
+                out[s] = index.ring(root, min_size, LINK_TYPES, max_item_users, max_members)
+        sources = [s for s in sources if roots[s] is None]  # the index cannot tell
     members = {s: {s} for s in sources}
     level = {s: [s] for s in sources}
     steps: dict[str, list[tuple[str, Link, str]]] = {s: [] for s in sources}

@@ -3,7 +3,8 @@ written back. The engine (limits/) never sees the store; this module never decid
 
 * ``profile`` builds one user's Profile from the User node, its HOLDS relationships
   (joined with the Product nodes' ``kind`` to tell the BNPL line from the cash-loan
-  line), its ring (graph.queries.ring_of) and the last raises in the audit trail.
+  line), its ring (id and size, graph.queries.ring_summary) and the last raises in the
+  audit trail.
 * ``review`` streams every user (export_nodes / export_relationships, merged by id,
   rings computed once), decides in batches, records each batch in the audit trail and
   only then writes the batch's changes back to the store. With ``workers`` > 1 the
@@ -257,8 +258,12 @@ class LimitsService:
 
     # -- one user -------------------------------------------------------------------
     def profile(self, user_id: str, at_ms: int | None = None,
-                last_raises: dict[tuple[str, str], int] | None = None) -> Profile:
-        node: Node | None = self.store.get_nodes("User", [user_id])[0]
+                last_raises: dict[tuple[str, str], int] | None = None,
+                node: Node | None = None) -> Profile:
+        """One user's profile; ``node`` is the User node when the caller has just read
+        it (the API's resolver has), so it is not read twice."""
+        if node is None or node.id != user_id:
+            node = self.store.get_nodes("User", [user_id])[0]
         if node is None:
             raise NotFoundError(f"no user with id {user_id!r}; check the id with "
                                 "`riskgraph stats` or load the user first")
@@ -272,13 +277,11 @@ class LimitsService:
                 lines[line] = line_state(rel.properties, last_raises.get((user_id, line)))
         # The walk stops one member past ring_max_size: a larger group does not count,
         # so there is no need to walk a community of thousands for every decision.
-        ring = queries.ring_of(self.store, user_id, min_size=self.policy.risk.ring_min_size,
-                               max_members=self.policy.risk.ring_max_size + 1)
-        return profile_from_values(
-            user_id, node.properties, lines,
-            (ring.id, ring.size) if ring is not None else None,
-            self.clock() if at_ms is None else at_ms,
-        )
+        ring = queries.ring_summary(self.store, user_id,
+                                    min_size=self.policy.risk.ring_min_size,
+                                    max_members=self.policy.risk.ring_max_size + 1)
+        return profile_from_values(user_id, node.properties, lines, ring,
+                                   self.clock() if at_ms is None else at_ms)
 
     def _user_last_raises(self, user_id: str) -> dict[tuple[str, str], int]:
         return self.audit.last_raises(user_id)

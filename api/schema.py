@@ -249,7 +249,7 @@ class Mutation:
             )
         uid = check_id(str(user_id), "userId")
         try:
-            await load_user(info, uid)
+            user = await load_user(info, uid)
         except StoreUnavailableError as exc:
             got = await ctx.run(services.fallback_decision, ctx.store, ctx.settings, uid,
                                 dry_run=dry_run, cause=exc)
@@ -261,7 +261,8 @@ class Mutation:
             counterfactuals = _selects(info, "counterfactuals")
             runner = ctx.runtime.read if dry_run and not counterfactuals else ctx.runtime.run
             got = await runner(services.decide_limit, ctx.store, ctx.settings, uid,
-                               dry_run=dry_run, counterfactuals=counterfactuals)
+                               dry_run=dry_run, counterfactuals=counterfactuals,
+                               node=user.node if user is not None else None)
         decision = decision_from(got, dry_run)
         if decision.fallback:  # counted apart; no decision was made or recorded
             ctx.runtime.metrics.decisions.inc("fallback", str(dry_run).lower())

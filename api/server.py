@@ -83,6 +83,8 @@ class RiskGraphApp:
                 f"internal error; quote request id {rid} to the operators", "INTERNAL"))
         state["status"] = status
         headers.append((b"x-request-id", rid.encode()))
+        # The body is whole: said so, the server need not send it chunked.
+        headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - started

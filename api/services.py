@@ -45,10 +45,12 @@ def limits_service(store: GraphStore, settings: Settings) -> Any:
 
 
 def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
-                 counterfactuals: bool = True) -> Any:
+                 counterfactuals: bool = True, node: Any = None) -> Any:
     """The decision for one user; recorded in the audit trail and applied unless a dry run
     (under the user's apply lock, see ``LimitsService.applying``). Counterfactuals cost
-    many decisions, so callers that do not show them skip them.
+    many decisions, so callers that do not show them skip them. A dry run may be given
+    the User ``node`` the caller has just read; a decision to apply reads it again
+    under the apply lock.
 
     When the store cannot be read the answer is the documented safe fallback
     (``unavailable_decision``: keep, no new exposure, not recorded). A store lost after
@@ -56,7 +58,7 @@ def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run
     svc = limits_service(store, settings)
     with nullcontext() if dry_run else svc.applying(user_id):
         try:
-            profile = svc.profile(user_id)
+            profile = svc.profile(user_id, node=node if dry_run else None)
         except StoreUnavailableError as exc:
             return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
         return svc.decide_profile(profile, apply=not dry_run,

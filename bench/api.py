@@ -6,13 +6,16 @@ operations run in-process (schema.execute, and the plain function call) as basel
                                   [--workers N] [--out bench/results/api.json]
 
 The server is `riskgraph serve` itself, in a child process, over the embedded store with
-precomputed scores, with as many worker processes as it would start in production
+precomputed scores, its link index, and an audit log holding a recorded review of every
+user (``--no-audit`` leaves it out), with as many worker processes as it would start in production
 (``--workers``, default RISKGRAPH_API_WORKERS, else one per core). The load generator
 writes the same request a gql client would (POST /graphql, JSON, Authorization: Bearer)
 over raw HTTP/1.1 keep-alive connections on asyncio, one per client, so that its own
 cost stays small on a machine whose cores it shares with the server; its CPU time and
-the server's are both reported per request. When the limit engine
-(api.limits_service.decide_limit) is not installed, decideLimit is reported as
+the server's are both reported per request, with each server process's share of the
+server's CPU (how evenly connections were spread over the workers; with
+``--log-level info`` the requests per worker pid are counted from the server's log).
+When the limit engine (api.limits_service.decide_limit) is not installed, decideLimit is reported as
 unavailable and the limit engine's read (a user's risk, features and limits) is
 measured in its place.
 """
@@ -108,6 +111,31 @@ def build_graph(path: Path, n_users: int, seed: int = 1, link_index: bool = True
     return users
 
 
+def record_review(home: Path, graph: Path) -> dict[str, Any]:
+    """A recorded review of every user, as a deployment's audit trail holds one (the
+    nightly `riskgraph limits review`): with an audit log present every decision, dry
+    runs included, reads the last raises through its index."""
+    from api import services
+    from api.settings import Settings
+    from graph import linkindex
+    from graph.embedded import EmbeddedStore
+
+    store = EmbeddedStore(graph)
+    store.init()
+    try:
+        settings = Settings(home=home)
+        t0 = time.perf_counter()
+        summary = services.limits_service(store, settings).review(dry_run=False)
+        log_file = settings.audit_dir / "decisions.jsonl"
+        if (graph / linkindex.DIR_NAME).exists() and linkindex.fresh_index(store) is None:
+            raise SystemExit("the review made the link index stale; it writes HOLDS only")
+        return {"records": summary.recorded, "seconds": round(time.perf_counter() - t0, 1),
+                "log_mb": round(log_file.stat().st_size / 2**20, 1)}
+    finally:
+        services._limits.clear()  # the server processes build their own
+        store.close()
+
+
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
@@ -196,7 +224,7 @@ def graphql_request(host: str, port: int, key: str, query: str, variables: dict[
 
 async def load(host: str, port: int, key: str, query: str, users: list[str],
                concurrency: int, seconds: float, warmup: float,
-               server_cpu: Callable[[], float]) -> dict[str, Any]:
+               server_cpu: Callable[[], dict[int, float]]) -> dict[str, Any]:
     """``concurrency`` clients, each on its own connection, asking one after another for
     ``warmup`` + ``seconds``; latencies of the last ``seconds``, and the CPU seconds the
     server and this process spent in them."""
@@ -227,12 +255,16 @@ async def load(host: str, port: int, key: str, query: str, users: list[str],
                 if status != 200 or json.loads(body).get("errors"):
                     errors += 1
 
+    split: list[float] = []
+
     async def meter() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-        cpu["server"], cpu["client"] = server_cpu(), time.process_time()
+        before, cpu["client"] = server_cpu(), time.process_time()
         await asyncio.sleep(max(0.0, stop - time.perf_counter()))
-        cpu["server"] = server_cpu() - cpu["server"]
+        after = server_cpu()
+        cpu["server"] = sum(after.values()) - sum(before.values())
         cpu["client"] = time.process_time() - cpu["client"]
+        split.extend(worker_split(before, after))
 
     await asyncio.gather(meter(), *(client(c) for c in conns))
     for c in conns:
@@ -244,6 +276,7 @@ async def load(host: str, port: int, key: str, query: str, users: list[str],
     out["client_cpu_ms_per_request"] = round(cpu["client"] * 1000 / n, 3)
     out["server_cpu_cores"] = round(cpu["server"] / seconds, 2)
     out["client_cpu_cores"] = round(cpu["client"] / seconds, 2)
+    out["server_cpu_share_by_process"] = split
     return out
 
 
@@ -255,23 +288,45 @@ def run_load(*args: Any) -> dict[str, Any]:
     return uvloop.run(load(*args))
 
 
-def tree_cpu(pid: int) -> Callable[[], float]:
-    """CPU seconds (user + system) of a process and all its children so far."""
+def process_cpu(pid: int) -> Callable[[], dict[int, float]]:
+    """CPU seconds (user + system) so far of a process and each of its children, by pid."""
     import psutil
 
     root = psutil.Process(pid)
 
-    def total() -> float:
-        t = 0.0
+    def each() -> dict[int, float]:
+        out = {}
         for p in [root, *root.children(recursive=True)]:
             try:
                 c = p.cpu_times()
             except psutil.Error:
                 continue
-            t += c.user + c.system
-        return t
+            out[p.pid] = c.user + c.system
+        return out
 
-    return total
+    return each
+
+
+def worker_split(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each busy server process's share of the server's CPU between two readings, largest
+    first: how evenly the kernel spread the connections over the workers."""
+    used = {p: after[p] - before.get(p, 0.0) for p in after}
+    total = sum(used.values()) or 1.0
+    return sorted((round(v / total, 2) for v in used.values() if v / total >= 0.02),
+                  reverse=True)
+
+
+def requests_by_pid(log_file: Path) -> dict[str, int]:
+    """Requests per worker process, from the server's JSON log (``--log-level info``)."""
+    counts: dict[str, int] = {}
+    for line in log_file.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("msg") == "request" and rec.get("path") == "/graphql":
+            counts[str(rec.get("pid"))] = counts.get(str(rec.get("pid")), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, Any]:
@@ -356,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-link-index", action="store_true",
                     help="leave the store without its link index (rings and linked "
                          "accounts then walk SQL)")
+    ap.add_argument("--no-audit", action="store_true",
+                    help="no audit log (by default a recorded review of every user is "
+                         "in it, as in a deployment)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/api.json"))
     args = ap.parse_args(argv)
 
@@ -372,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         users = build_graph(graph, args.users, link_index=not args.no_link_index)
         print(f"graph of {args.users:,} users built in {time.perf_counter() - t0:.1f} s")
+        audit = None if args.no_audit else record_review(home, graph)
+        if audit is not None:
+            print(f"audit log: a recorded review of {audit['records']:,} decisions "
+                  f"({audit['log_mb']} MB) in {audit['seconds']} s")
         base = in_process(graph, home, users, args.in_process_n)
 
         keys = {r: new_api_key(r) for r in ("investigator", "limit_engine")}
@@ -379,14 +441,15 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "PYTHONPATH": str(root), "RISKGRAPH_HOME": str(home),
                "RISKGRAPH_STORE": "embedded",
                "RISKGRAPH_API_KEYS": ",".join(e for _, e in keys.values())}
+        server_log = Path(tmp) / "server.log"
         child = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(port),
              "--workers", str(workers), "--log-level", args.log_level],
-            cwd=root, env=env, stdin=subprocess.DEVNULL,
+            cwd=root, env=env, stdin=subprocess.DEVNULL, stderr=server_log.open("wb"),
         )
         try:
             _wait(f"http://127.0.0.1:{port}/healthz", child)
-            server_cpu = tree_cpu(child.pid)
+            server_cpu = process_cpu(child.pid)
             engine_query = DECIDE if base["have_limits_service"] else RISK
             engine_name = "decideLimit" if base["have_limits_service"] else "risk"
             http: dict[str, Any] = {}
@@ -403,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             child.terminate()
             child.wait(15)
+            by_pid = requests_by_pid(server_log)
+            errors_logged = [ln for ln in server_log.read_text(errors="replace").splitlines()
+                             if '"level": "error"' in ln][:5]
+        for ln in errors_logged:
+            print("server:", ln, file=sys.stderr)
 
     fn_key = "decideLimit" if base["have_limits_service"] else "risk"
     ratios = {
@@ -437,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         # other work on the machine skews every figure; recorded so a reader can tell
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "config": {"users": args.users,
-                   "link_index": not args.no_link_index, "seconds": args.seconds,
+                   "link_index": not args.no_link_index, "audit_log": audit,
+                   "seconds": args.seconds,
                    "warmup": args.warmup,
                    "concurrency": args.concurrency, "store": "embedded",
                    "server": f"riskgraph serve (uvicorn), {workers} worker process(es)",
@@ -446,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                              "per client, in the benchmark's own process",
                    "scores": "precomputed"},
         "http": http,
+        # from the server's log lines, so only with --log-level info (every run, c1 too)
+        "requests_by_worker_pid": by_pid or None,
         "in_process": base,
         "ratios": ratios,
         "targets": targets,
@@ -454,12 +525,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"server: {workers} worker(s); load average {result['load_average_1m']}")
     print(f"{'operation':<24}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-          f"{'errors':>8}{'srv cpu ms':>12}{'cli cpu ms':>12}")
+          f"{'errors':>8}{'srv cpu ms':>12}{'cli cpu ms':>12}  cpu share by process")
     for name, runs in http.items():
         for cl, s in runs.items():
             print(f"{name:<24}{cl[1:]:>8}{s['rps']:>10}{s['p50_ms']:>10}{s['p99_ms']:>10}"
                   f"{s['errors']:>8}{s['server_cpu_ms_per_request']:>12}"
-                  f"{s['client_cpu_ms_per_request']:>12}")
+                  f"{s['client_cpu_ms_per_request']:>12}  "
+                  f"{'/'.join(str(x) for x in s['server_cpu_share_by_process'])}")
+    if by_pid:
+        print("requests by worker pid (whole run):", by_pid)
     print("in-process p50 ms:", {k: v["p50_ms"] for k, v in base.items() if isinstance(v, dict)})
     print("ratios:", json.dumps(ratios))
     print("targets:", json.dumps(targets))

@@ -202,24 +202,43 @@ def ring_of(
     """The ring that contains ``user_id``, or None when its group is smaller than
     ``min_size``. A group larger than ``max_members`` is cut there.
 
-    Each step of the walk is answered by the embedded store's link index when it has a
-    current one (graph/linkindex.py), else by ``user_links`` over the primitives: the
-    same links either way, so the same ring as ``ring_of_from_primitives``."""
+    The embedded store's link index answers when it has a current one that holds the
+    user (graph/linkindex.py); otherwise, and for every other store, this is
+    ``ring_of_from_primitives``. Both give the same ring."""
     from graph import linkindex  # it builds on this module
 
-    index = linkindex.fresh_index(store)
-    if index is None:
-        return ring_of_from_primitives(store, user_id, min_size, via, max_item_users,
-                                       max_members)
     chosen = check_via(via)
+    index = linkindex.fresh_index(store)
+    root = index.user_index(user_id) if index is not None else None
+    if index is None or root is None:
+        return ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
+                                       max_members)
+    return index.ring(root, min_size, chosen, max_item_users, max_members)
 
-    def step(level: Sequence[str]) -> list[tuple[str, Link, str]]:
-        found = index.user_links(level, chosen, max_item_users)
-        return user_links(store, level, chosen, max_item_users) if found is None else found
 
-    if index.user_index(user_id) is None and store.missing_nodes("User", [user_id]):
-        raise NotFoundError(f"no user with id {user_id!r}")
-    return _walk_ring(user_id, min_size, max_members, step)
+def ring_summary(
+    store: GraphStore,
+    user_id: str,
+    min_size: int = 3,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+    max_members: int = 2000,
+) -> tuple[str, int] | None:
+    """(id, size) of ``ring_of``'s ring, or None: what a limit decision needs. The link
+    index finds the members without gathering the links that tie them."""
+    from graph import linkindex  # it builds on this module
+
+    chosen = check_via(via)
+    index = linkindex.fresh_index(store)
+    root = index.user_index(user_id) if index is not None else None
+    if index is None or root is None:
+        ring = ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
+                                       max_members)
+        return (ring.id, ring.size) if ring is not None else None
+    members = index.ring_members(root, chosen, max_item_users, max_members)
+    if len(members) < min_size:
+        return None
+    return f"ring:{index.user_id(members[0])}", len(members)
 
 
 def ring_of_from_primitives(

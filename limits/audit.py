@@ -189,6 +189,7 @@ class AuditLog:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        self._index: AuditIndex | None = None
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.directory)!r})"
@@ -203,7 +204,11 @@ class AuditLog:
 
     @property
     def index(self) -> AuditIndex:
-        return AuditIndex(self.directory / INDEX_NAME, self.path)
+        """The lookup index; one object per log object, so that its connection and what
+        it knows of the log last a process's life (limits.audit_index)."""
+        if self._index is None:
+            self._index = AuditIndex(self.directory / INDEX_NAME, self.path, self._locked)
+        return self._index
 
     def _ensure_dir(self) -> None:
         try:
@@ -358,8 +363,7 @@ class AuditLog:
         if not self.path.exists():
             return []
         for attempt in range(2):
-            with self._locked():
-                offsets = self.index.offsets(user_id)
+            offsets = self.index.offsets(user_id)  # catches up under the log's lock
             out = self._read_at(user_id, offsets)
             if out is not None:
                 return out
@@ -390,8 +394,8 @@ class AuditLog:
         """(user, line) -> time of the last applied raise, for every user or one."""
         if not self.path.exists():
             return {}
-        with self._locked():
-            return self.index.last_raises(user_id)
+        # Under the log's lock only when the log changed since the index last covered it.
+        return self.index.last_raises(user_id)
 
     def verify(self) -> VerifyResult:
         """Check every record against the chain; stop at the first bad one. An index that

@@ -8,14 +8,26 @@ When the log has grown past it, the missing tail is indexed on the next use; whe
 log no longer matches it (shorter, or another record at its end), or the file is missing
 or unreadable, it is rebuilt from the log. Appends update it under the log's lock, after
 the records are synced.
+
+Each process keeps one connection to the index open, and the log's identity, size and
+modification time from when the index last covered it exactly. A read whose stat of the
+log still finds them answers at once, without the log's lock, without looking at the
+log and without writing: every decision, dry runs included, reads the last raises, and
+reconnecting and checking the log's tail each time would cost more than the decision.
+Another process's append changes the log's size, so the next read takes the lock and
+catches up. A read that races such an append sees the index before or after the append
+commits, never half of it (one SQLite transaction).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +67,80 @@ def rows_of(rec: dict[str, Any], offset: int, length: int
     return (seq, uid, offset, length), raises
 
 
-class AuditIndex:
-    """The index of the log at ``log_path``, in ``path``. No I/O until a method is called."""
+# (device, inode, size, modification time in ns) of the log
+LogState = tuple[int, int, int, int]
 
-    def __init__(self, path: str | Path, log_path: str | Path) -> None:
+
+class AuditIndex:
+    """The index of the log at ``log_path``, in ``path``. No I/O until a method is called.
+
+    ``log_lock`` is the log's exclusive lock (``AuditLog._locked``), taken to catch the
+    index up before a read; ``add``, ``rebuild``, ``refresh`` and ``is_current`` expect
+    their caller to hold it. Lock order: the log's lock, then this object's mutex."""
+
+    def __init__(self, path: str | Path, log_path: str | Path,
+                 log_lock: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self.path = Path(path)
         self.log_path = Path(log_path)
+        self._log_lock = log_lock or (lambda: _flocked(self.log_path))
+        self._mutex = threading.RLock()  # one connection, shared by the process's threads
+        self._conn: sqlite3.Connection | None = None
+        self._conn_of: tuple[int, int, int] | None = None  # (pid, device, inode)
+        self._covers: LogState | None = None  # the log as the index last covered it
 
     def __repr__(self) -> str:
         return f"AuditIndex({str(self.path)!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "log_path": self.log_path}  # connections stay behind
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["log_path"])  # type: ignore[misc]
+
+    # -- the connection -----------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection, opened once; again after a fork or when the file
+        was replaced (removed and rebuilt by another process or object)."""
+        if self._conn is not None:
+            if self._conn_of == (os.getpid(), *_file_id(self.path)):
+                return self._conn
+            self.close()
+        conn = self._connect()
+        self._conn, self._conn_of = conn, (os.getpid(), *_file_id(self.path))
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connection (the next use opens it again)."""
+        with self._mutex:
+            conn, self._conn, self._covers = self._conn, None, None
+            if conn is not None and self._conn_of is not None \
+                    and self._conn_of[0] == os.getpid():
+                conn.close()  # a connection inherited through fork is left alone
+            self._conn_of = None
+
+    def _current(self) -> sqlite3.Connection | None:
+        """The connection, when the log is as it was when the index last covered it."""
+        if self._conn is None or self._covers is None or self._conn_of is None \
+                or self._conn_of[0] != os.getpid():
+            return None
+        return self._conn if _log_state(self.log_path) == self._covers else None
+
+    def _mark_covered(self, covered: int) -> None:
+        """Remember the log's state if the index covers all of it (log lock held)."""
+        state = _log_state(self.log_path)
+        self._covers = state if state is not None and state[2] == covered else None
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of a query on an index that covers the whole log as it is now."""
+        with self._mutex:
+            conn = self._current()
+            if conn is not None:
+                return conn.execute(sql, params).fetchall()
+        with self._log_lock(), self._mutex:
+            return self.refresh().execute(sql, params).fetchall()
+
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # Derived data: losing the last transaction on a power cut only means catching up.
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -95,21 +169,24 @@ class AuditIndex:
 
         Called under the log's lock. If the index did not reach ``start`` (missing,
         behind, or out of step) it is brought up to date from the log first."""
-        try:
-            conn = self._connect()
-        except sqlite3.DatabaseError:
-            self.remove()
-            conn = self._connect()
-        with conn:
-            if self._meta(conn)[0] != start or not self._tail_matches(conn, start):
+        with self._mutex:
+            try:
+                conn = self._connection()
+                covered = self._meta(conn)[0]
+            except sqlite3.DatabaseError:
+                self.remove()
+                conn = self._connection()
+                covered = self._meta(conn)[0]
+            if covered != start or not self._tail_matches(conn, start):
                 self._catch_up(conn, start)
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT_REC, recs)
-            conn.executemany(_UPSERT_RAISE, raises)
-            self._set_meta(conn, end, next_seq, last_hash)
-            conn.execute("COMMIT")
+            with _transaction(conn):
+                conn.executemany(_INSERT_REC, recs)
+                conn.executemany(_UPSERT_RAISE, raises)
+                self._set_meta(conn, end, next_seq, last_hash)
+            self._mark_covered(end)
 
     def remove(self) -> None:
+        self.close()
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")
@@ -119,13 +196,13 @@ class AuditIndex:
     def rebuild(self, entries: Iterable[tuple[dict[str, Any], int, int]], end: int,
                 next_seq: int, last_hash: str | None) -> None:
         """Replace the index with one built from ``(record, offset, length)`` entries."""
-        self.remove()
-        conn = self._connect()
-        with conn:
-            conn.execute("BEGIN")
-            self._insert_entries(conn, entries)
-            self._set_meta(conn, end, next_seq, last_hash)
-            conn.execute("COMMIT")
+        with self._mutex:
+            self.remove()
+            conn = self._connection()
+            with _transaction(conn):
+                self._insert_entries(conn, entries)
+                self._set_meta(conn, end, next_seq, last_hash)
+            self._mark_covered(end)
 
     @staticmethod
     def _insert_entries(conn: sqlite3.Connection,
@@ -160,34 +237,34 @@ class AuditIndex:
         """Index the log up to byte ``upto``: from where the index ends, or from scratch."""
         covered, _, _ = self._meta(conn)
         if covered < 0 or covered > upto or not self._tail_matches(conn, covered):
-            conn.execute("BEGIN")
-            for table in ("rec", "last_raise", "meta"):
-                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-            conn.execute("COMMIT")
+            with _transaction(conn):
+                for table in ("rec", "last_raise", "meta"):
+                    conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             covered = 0
         entries = list(_read_entries(self.log_path, covered, upto))
-        conn.execute("BEGIN")
-        self._insert_entries(conn, entries)
-        if entries:
-            rec, offset, length = entries[-1]
-            self._set_meta(conn, offset + length, int(rec["seq"]) + 1, str(rec["hash"]))
-        elif covered == 0:
-            self._set_meta(conn, 0, 0, None)
-        conn.execute("COMMIT")
+        with _transaction(conn):
+            self._insert_entries(conn, entries)
+            if entries:
+                rec, offset, length = entries[-1]
+                self._set_meta(conn, offset + length, int(rec["seq"]) + 1, str(rec["hash"]))
+            elif covered == 0:
+                self._set_meta(conn, 0, 0, None)
 
     def refresh(self) -> sqlite3.Connection:
-        """A connection to an index that covers the whole log as it is now."""
-        try:
-            conn = self._connect()
-            size = self.log_path.stat().st_size if self.log_path.exists() else 0
-            covered, _, _ = self._meta(conn)
-            if covered != size or not self._tail_matches(conn, covered):
-                self._catch_up(conn, _complete_end(self.log_path, size))
-            return conn
-        except sqlite3.DatabaseError:
-            self.remove()
-            conn = self._connect()
-            self._catch_up(conn, _complete_end(self.log_path, self._log_size()))
+        """This process's connection to an index that covers the whole log as it is now.
+        Called under the log's lock; the connection stays open (``close``)."""
+        with self._mutex:
+            try:
+                conn = self._connection()
+                size = self._log_size()
+                covered, _, _ = self._meta(conn)
+                if covered != size or not self._tail_matches(conn, covered):
+                    self._catch_up(conn, _complete_end(self.log_path, size))
+            except sqlite3.DatabaseError:
+                self.remove()
+                conn = self._connection()
+                self._catch_up(conn, _complete_end(self.log_path, self._log_size()))
+            self._mark_covered(self._meta(conn)[0])
             return conn
 
     def _log_size(self) -> int:
@@ -196,38 +273,71 @@ class AuditIndex:
     # -- reading ------------------------------------------------------------------
     def offsets(self, user_id: str) -> list[tuple[int, int, int]]:
         """(seq, offset, length) of every record of ``user_id``, oldest first."""
-        conn = self.refresh()
-        try:
-            return conn.execute("SELECT seq, offset, length FROM rec WHERE user_id = ? "
-                                "ORDER BY seq", (user_id,)).fetchall()
-        finally:
-            conn.close()
+        return self._read("SELECT seq, offset, length FROM rec WHERE user_id = ? "
+                          "ORDER BY seq", (user_id,))
 
     def last_raises(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
-        conn = self.refresh()
-        try:
-            if user_id is None:
-                rows = conn.execute("SELECT user_id, line, at_ms FROM last_raise")
-            else:
-                rows = conn.execute("SELECT user_id, line, at_ms FROM last_raise "
-                                    "WHERE user_id = ?", (user_id,))
-            return {(u, line): int(at) for u, line, at in rows}
-        finally:
-            conn.close()
+        if user_id is None:
+            rows = self._read("SELECT user_id, line, at_ms FROM last_raise", ())
+        else:
+            rows = self._read("SELECT user_id, line, at_ms FROM last_raise "
+                              "WHERE user_id = ?", (user_id,))
+        return {(u, line): int(at) for u, line, at in rows}
 
     def is_current(self) -> bool:
         """Whether the index exists and covers the log exactly as it is."""
         if not self.path.exists():
             return False
-        try:
-            conn = self._connect()
+        with self._mutex:
             try:
+                conn = self._connection()
                 covered, _, _ = self._meta(conn)
                 return covered == self._log_size() and self._tail_matches(conn, covered)
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError:
-            return False
+            except sqlite3.DatabaseError:
+                return False
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction; rolled back on failure, so the connection kept open stays
+    usable."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+    conn.execute("COMMIT")
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_dev, st.st_ino
+
+
+def _log_state(path: Path) -> LogState | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """The log's exclusive lock, as ``AuditLog._locked`` takes it."""
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _line_ending_at(path: Path, end: int) -> bytes | None:

@@ -89,6 +89,9 @@ def test_operations_endpoints(server: Running) -> None:
     status, headers, body = http(server.graphql, headers={"Accept": "text/html"})
     assert status == 200 and b"graphiql" in body.lower()
     assert len(headers["x-request-id"]) == 32
+    # Whole bodies, with their length: not chunked.
+    assert int(headers["content-length"]) == len(body)
+    assert "transfer-encoding" not in headers
 
 
 def test_no_key_or_a_wrong_key_gets_401(server: Running) -> None:

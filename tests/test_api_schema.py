@@ -21,8 +21,9 @@ from api.context import Context, Runtime
 from api.dataloaders import linked_accounts_many, rings_of_many
 from api.schema import schema
 from api.settings import Settings
-from graph import queries
+from graph import linkindex, queries
 from graph.embedded import EmbeddedStore
+from graph.errors import NotFoundError
 from graph.store import GraphStore
 from tests.api_graph import USERS, load_small_graph
 
@@ -303,8 +304,32 @@ def test_batched_searches_match_the_per_user_queries(
         for u in users:
             assert many[u] == queries.linked_accounts(store, u, depth=depth, via=via)
             assert rings[u] == queries.ring_of(store, u)
+        # With a link index the batch is answered from it, with the same answers.
+        linkindex.refresh(store)
+        with_index = linked_accounts_many(store, users + ["ghost"], depth, via)
+        assert isinstance(with_index.pop("ghost"), NotFoundError)
+        assert with_index == {u: many[u] for u in users}
+        assert rings_of_many(store, users) == rings
     finally:
         store.close()
+
+
+def test_batched_searches_use_the_link_index_without_walking_the_store(
+    embedded_store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    users = random_graph(embedded_store, 60, seed=3)
+    many = linked_accounts_many(embedded_store, users + ["ghost"], 2)
+    rings = rings_of_many(embedded_store, users)
+    linkindex.refresh(embedded_store)
+
+    def no_walk(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the link index should have answered")
+
+    monkeypatch.setattr(embedded_store, "adjacent", no_walk)
+    with_index = linked_accounts_many(embedded_store, users + ["ghost"], 2)
+    assert isinstance(with_index.pop("ghost"), NotFoundError)
+    assert with_index == {u: many[u] for u in users}
+    assert rings_of_many(embedded_store, users) == rings
 
 
 def test_model_fields_answer_unavailable_before_any_training(runtime: Runtime) -> None:

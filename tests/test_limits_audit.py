@@ -320,3 +320,53 @@ def test_a_corrupt_index_file_is_replaced(tmp_path: Path) -> None:
     audit.index.remove()
     audit.index.path.write_bytes(b"not a database" * 100)
     assert audit.last_raises() == expected
+
+
+class _CountingLock:
+    """The log's lock, counted: reads that find the log unchanged must not take it."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit, self.taken = audit, 0
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        self.taken += 1
+        return self.audit._locked()
+
+
+def test_reads_keep_the_index_open_and_see_every_append(tmp_path: Path) -> None:
+    import multiprocessing
+
+    audit, policy = _raising_log(tmp_path)
+    reader = AuditLog(tmp_path / "audit")  # as another server worker holds it
+    lock = _CountingLock(reader)
+    reader.index._log_lock = lock
+    assert reader.last_raises("u2") == audit.last_raises("u2")
+    taken = lock.taken
+    for _ in range(5):  # the log is unchanged: no lock, no catching up
+        assert reader.last_raises() == _scan_last_raises(audit)
+        assert [r["seq"] for r in reader.history("u1")] == [1, 6, 11]
+    assert lock.taken == taken
+    # Another object appends: the next read takes the lock and sees the record.
+    good = dict(credit_score=800, income=300_000, months_on_book=36,
+                repayment_history="0" * 24, utilisation=0.6, monthly_txns=20,
+                active_days_30d=25, obligations=0, fraud_risk=0.01, relational_risk=0.01)
+    late = decide(profile(7, now_ms=NOW + 9000, **good), policy)
+    assert late.action == "raise"
+    audit.append(late, applied=True, recorded_at_ms=NOW + 9)
+    expected = {k: v for k, v in _scan_last_raises(audit).items() if k[0] == "u7"}
+    assert expected and reader.last_raises("u7") == expected
+    assert lock.taken == taken + 1
+    # Another process appends, from a fork holding the reader's open connection.
+    later = decide(profile(8, now_ms=NOW + 10_000, **good), policy)
+    child = multiprocessing.get_context("fork").Process(
+        target=reader.append, args=(later,), kwargs={"applied": True,
+                                                     "recorded_at_ms": NOW + 10})
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert reader.last_raises() == _scan_last_raises(audit)
+    assert "u8" in {u for u, _ in reader.last_raises()}
+    assert reader.verify().ok and not reader.verify().index_rebuilt
+    # Removed and rebuilt by someone else: still the same answers.
+    audit.index.remove()
+    assert audit.last_raises() == reader.last_raises() == _scan_last_raises(audit)

@@ -66,6 +66,22 @@ def same_rings(store: EmbeddedStore, user: str, **kw: object) -> None:
     m = int(kw.get("max_item_users", 50))  # type: ignore[call-overload]
     assert index.user_links([user], via, m) == queries.user_links(store, [user], via, m)
     reference = queries.ring_of_from_primitives(store, user, **kw)  # type: ignore[arg-type]
+    root = index.user_index(user)
+    assert root is not None, "the index should hold every user here"
+    args = (root, int(kw.get("min_size", 3)), via, m,  # type: ignore[call-overload]
+            int(kw.get("max_members", 2000)))  # type: ignore[call-overload]
+    small_level = linkindex.SMALL_LEVEL
+    for levels_up_to in (small_level, 0, 10**9):  # mixed, every level in numpy, in Python
+        linkindex.SMALL_LEVEL = levels_up_to
+        try:
+            assert index.ring(*args) == reference, (user, kw, levels_up_to)
+            members = index.ring_members(args[0], via, m, args[4])
+            assert reference is None or \
+                [index.user_id(i) for i in members] == list(reference.members)
+        finally:
+            linkindex.SMALL_LEVEL = small_level
+    summary = (reference.id, reference.size) if reference is not None else None
+    assert queries.ring_summary(store, user, **kw) == summary, (user, kw)  # type: ignore[arg-type]
     assert queries.ring_of(store, user, **kw) == reference, (user, kw)  # type: ignore[arg-type]
 
 
@@ -77,6 +93,7 @@ def test_every_ring_of_a_generated_graph_is_the_reference_ring(
     for user in users:
         same_rings(synthetic, user)
         same_rings(synthetic, user, min_size=2, max_members=30)
+        same_rings(synthetic, user, min_size=3, max_members=4)  # cut at the smallest ids
         found += queries.ring_of(synthetic, user, min_size=2) is not None
     assert found > 20  # the generator makes rings: the comparison saw some
     for user in users[::7]:
@@ -213,6 +230,15 @@ def test_writes_make_the_index_stale_and_never_give_stale_answers(
     assert linkindex.fresh_index(small) is not None
     for user in users[:10] + ["late"]:
         same_answers(small, user, depth=2)
+        same_rings(small, user, min_size=2)
+        same_rings(small, user, max_members=4)
+    # A stale index never answers a ring either.
+    small.upsert_relationships("LOGGED_FROM", {"src": [users[1]], "dst": ["ip-late"]})
+    assert linkindex.fresh_index(small) is None
+    ring = queries.ring_of(small, "late", min_size=2)
+    assert ring == queries.ring_of_from_primitives(small, "late", min_size=2)
+    assert ring is not None and users[1] in ring.members
+    assert queries.ring_summary(small, "late", min_size=2) == (ring.id, ring.size)
     # Deleting everything is a write too.
     small.clear()
     assert linkindex.fresh_index(small) is None
