@@ -17,11 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +45,8 @@ from graph.model import (
     rel_type,
 )
 from graph.store import Adjacency, Columns, Direction, WriteResult
+
+log = logging.getLogger(__name__)
 
 _SQL_TYPE = {
     PropType.STR: "TEXT",
@@ -552,6 +557,108 @@ class EmbeddedStore:
             f"SELECT {cols} FROM {_rtable(rel_type_)} ORDER BY src, dst, key"
         )
         yield from _stream(cur, keys, props, kinds, batch_size)
+
+    # -- whole tables, columnar ---------------------------------------------------------
+    def node_table(self, label: str, properties: Sequence[str]) -> Any:
+        """Every ``label`` node as one ``pyarrow.Table``: ``id``, then ``properties``,
+        by id. What ``export_nodes`` gives, column by column: numbers (int, float,
+        bool, time) as float64, strings as string, a missing value as null.
+
+        Read by the ADBC SQLite driver, which builds the columns in C: no Python
+        object per value, and the GIL is released while it reads. 1M users with the
+        GNN's 17 properties took 1.5 s here against 4 s through ``export_nodes``. When
+        the driver is not installed or cannot read the table, ``export_nodes`` answers
+        (same table)."""
+        nt = node_type(label)
+        bad = [p for p in properties if p not in nt.properties]
+        if bad:
+            raise InvalidBatchError(f"{label} has no properties {bad}")
+        names = ["id", *properties]
+        cols = ", ".join(["id", *(_q(p) for p in properties)])
+        return self._arrow(f"SELECT {cols} FROM {_ntable(label)} ORDER BY id", names,
+                           [PropType.STR, *(nt.properties[p] for p in properties)],
+                           lambda: self.export_nodes(label, properties, 200_000))
+
+    def relationship_table(self, rel_type_: str, columns: Sequence[str]) -> Any:
+        """Every ``rel_type_`` relationship as one ``pyarrow.Table`` of ``columns``
+        (``src``, ``dst``, ``id`` and properties, as ``export_relationship_columns``
+        takes them), in key order; typed as ``node_table`` types them, read the same
+        way (4.5M payments: 1.9 s against 7 s)."""
+        rt = rel_type(rel_type_)
+        ends = {"src": "src", "dst": "dst", "id": "key"}
+        bad = [c for c in columns if c not in ends and c not in rt.properties]
+        if bad or not columns:
+            raise InvalidBatchError(
+                f"{rel_type_} has no columns {bad}; ask for src, dst, id or its properties"
+            )
+        kinds = [PropType.STR if c in ends else rt.properties[c] for c in columns]
+        cols = ", ".join(ends[c] if c in ends else _q(c) for c in columns)
+        sql = f"SELECT {cols} FROM {_rtable(rel_type_)} ORDER BY src, dst, key"
+        return self._arrow(sql, list(columns), kinds,
+                           lambda: self.export_relationship_columns(rel_type_, columns, 200_000))
+
+    def _arrow(self, sql: str, names: list[str], kinds: list[PropType],
+               rows: Callable[[], Iterator[dict[str, Any]]]) -> Any:
+        import pyarrow as pa
+
+        self._conn()  # the store must be open
+        try:
+            got = _adbc_read(self.db_file, sql)
+            cols = [_arrow_typed(got.column(i), k) for i, k in enumerate(kinds)]
+        except (ImportError, OSError) as exc:
+            log.info("columnar read unavailable, reading rows (%s)", exc)
+            chunks = list(rows())
+            cols = [_arrow_from_numpy([c[n] for c in chunks], k) for n, k in zip(names, kinds)]
+        return pa.table(dict(zip(names, cols)))
+
+
+# One result batch: the ADBC SQLite driver infers a column's type from the first batch,
+# so a column that starts with nulls and then holds numbers must be seen whole.
+_ADBC_BATCH_ROWS = str(10**9)  # the driver refuses 2**31 - 1
+
+
+def _adbc_read(db_file: Path, sql: str) -> Any:
+    """The result of ``sql`` as a pyarrow Table, read by the ADBC SQLite driver in a
+    child process (graph/arrow_child.py says why not in this one) and passed back as
+    an Arrow IPC stream. ImportError when the driver is not installed, OSError when the
+    read failed."""
+    import pyarrow as pa
+
+    child = Path(__file__).with_name("arrow_child.py")
+    proc = subprocess.run([sys.executable, str(child), str(db_file), sql, _ADBC_BATCH_ROWS],
+                          capture_output=True, check=False)
+    message = proc.stderr.decode("utf-8", "replace").strip()
+    if proc.returncode == 3:
+        raise ImportError(message)
+    if proc.returncode != 0:
+        raise OSError(f"columnar read of {db_file} failed ({proc.returncode}): {message}")
+    return pa.ipc.open_stream(pa.py_buffer(proc.stdout)).read_all()
+
+
+def _arrow_typed(col: Any, kind: PropType) -> Any:
+    """A column as the store's type says: strings as string, anything else as float64.
+    A column with no value at all comes typed int64 from the driver."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks()
+    if kind is PropType.STR:
+        if pa.types.is_string(col.type):
+            return col
+        if col.null_count == len(col):
+            return pa.nulls(len(col), pa.string())
+        raise OSError(f"column of {col.type} values where the store keeps strings")
+    return pc.cast(col, pa.float64())
+
+
+def _arrow_from_numpy(parts: list[np.ndarray], kind: PropType) -> Any:
+    import pyarrow as pa
+
+    if kind is PropType.STR:
+        values = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+        return pa.array(values, type=pa.string())
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    return pa.array(values.astype(np.float64), from_pandas=True)  # NaN becomes null
 
 
 def _stream(

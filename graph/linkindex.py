@@ -170,6 +170,7 @@ class LinkIndex:
             self.item_users.indices, self.sent.indptr, self.sent.indices,
             self.received.indptr, self.received.indices))
         self.meta = meta or {}
+        self._blocks: dict[str, tuple[int, int]] | None = None
 
     def __repr__(self) -> str:
         return (f"LinkIndex(generation={self.generation[1]}, users={len(self.users)}, "
@@ -194,6 +195,53 @@ class LinkIndex:
     def user_id(self, position: int) -> str:
         """The id of the user at ``position``."""
         return bytes(self.users[position]).decode("utf-8", "surrogatepass")
+
+    # -- whole tables ------------------------------------------------------------------
+    def relationships(self, rel_type: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every relationship of the linking type ``rel_type`` as (source, target)
+        positions, one pair per relationship (a keyed type repeats a pair), by source.
+        The source is a position in ``users``; the target one in
+        ``item_ids(rel_type)`` for a shared-item type, in ``users`` for a user-user
+        type. What a whole-graph export reads instead of the table."""
+        if rel_type in SHARED_ITEM_RELS:
+            csr, types, k = self.user_items, len(ITEM_TYPES), ITEM_TYPES.index(rel_type)
+        elif rel_type in USER_USER_RELS:
+            csr, types, k = self.sent, len(DIRECT_TYPES), DIRECT_TYPES.index(rel_type)
+        else:
+            raise ValueError(f"{rel_type} is not a linking relationship type; "
+                             f"the link index holds {sorted(LINK_TYPES)}")
+        starts = np.asarray(csr.indptr[k:-1:types])  # row user * types + k, user by user
+        ends = np.asarray(csr.indptr[k + 1::types])
+        src, at = _ranges(starts, ends)
+        dst = np.asarray(csr.indices)[at].astype(np.int64)
+        if rel_type in SHARED_ITEM_RELS:
+            dst -= self._item_blocks()[rel_type][0]
+        return src, dst
+
+    def item_ids(self, rel_type: str) -> np.ndarray:
+        """The ids of the items of a shared-item type (UTF-8 bytes), sorted: the
+        targets of ``relationships(rel_type)``."""
+        lo, hi = self._item_blocks()[rel_type]
+        return self.items[lo:hi]
+
+    def _item_blocks(self) -> dict[str, tuple[int, int]]:
+        """[start, end) of each shared-item type's block in ``items``. Blocks follow
+        ITEM_TYPES, and every item has a holder (items come from relationships), so a
+        block runs from the smallest to the largest number its relationships use."""
+        blocks = self._blocks
+        if blocks is None:
+            indptr = np.asarray(self.user_items.indptr)
+            types = len(ITEM_TYPES)
+            type_of = np.repeat(np.arange(len(indptr) - 1) % types, np.diff(indptr))
+            items = np.asarray(self.user_items.indices)
+            blocks = {}
+            for k, t in enumerate(ITEM_TYPES):
+                mine = items[type_of == k]
+                start = max((b[1] for b in blocks.values()), default=0)
+                blocks[t] = ((int(mine.min()), int(mine.max()) + 1) if len(mine)
+                             else (start, start))
+            self._blocks = blocks
+        return blocks
 
     def linked_accounts(
         self,
