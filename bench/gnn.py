@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         s = result["score"]
         print(f"score {args.score_users:,} users: {s['wall_seconds']}s wall (export "
-              f"{s['export_seconds']}s, model {s['score_seconds']}s, write "
-              f"{s['write_seconds']}s), peak RSS {s['peak_rss_gb']} GB "
+              f"{s['export_seconds']}s, features {s['prepare_seconds']}s, model with the "
+              f"writes beside it {s['predict_seconds']}s, last writes "
+              f"{s['write_wait_seconds']}s), peak RSS {s['peak_rss_gb']} GB "
               f"({s['peak_rss_with_workers_gb']} GB with the export workers, sampled); "
               "own-feature trees "
               f"alone {tree_s:.1f}s")

@@ -17,14 +17,18 @@ gets the batch score on an unchanged graph.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 
 from gnn.features import encode
+from gnn.models import Operators, build_operators, set_operators
 from gnn.tensors import GraphArrays, neighbourhood_graph, to_heterodata
 from gnn.train import UserModel, calibrated, label_input, raw_features, with_tree
 from graph.store import GraphStore
@@ -33,20 +37,89 @@ SCORE_NAMES = {"fraud": "fraud_risk", "relational": "relational_risk", "own": "o
 WRITE_BATCH = 50_000
 
 
-def prepare(model: UserModel, g: GraphArrays) -> Any:
-    raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
-    if model.tree is not None:
-        raw, names = with_tree(raw, names, model.tree.logit(raw))
-    y = g.labels()
-    return to_heterodata(g, encode(raw, model.spec), label_input(y, np.isfinite(y)))
+def prepare(model: UserModel, g: GraphArrays, operators: bool = False) -> Any:
+    """The model's input for ``g``. With ``operators`` the whole-graph propagation
+    operators are built too, in a thread while the features are encoded: the sparse
+    products and sorts release the GIL, and the two took 7.9 s one after the other at
+    1M users, 4.7 s side by side."""
+    with ThreadPoolExecutor(1) if operators else nullcontext() as pool:
+        ops = pool.submit(graph_operators, g) if pool is not None else None
+        raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
+        if model.tree is not None:
+            raw, names = with_tree(raw, names, model.tree.logit(raw))
+        y = g.labels()
+        data = to_heterodata(g, encode(raw, model.spec), label_input(y, np.isfinite(y)))
+        if ops is not None:
+            set_operators(data, ops.result())
+    return data
+
+
+def graph_operators(g: GraphArrays) -> Operators:
+    """``propagation_operators`` of ``to_heterodata(g, ...)``, from ``g``'s edges."""
+    items = {rt: (u, i, len(g.item_ids[rt])) for rt, (u, i) in g.item_edges.items()}
+    return build_operators(g.n_users, items, dict(g.direct_edges))
+
+
+def _calibrated(model: UserModel, heads: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {SCORE_NAMES[h]: calibrated(heads[h].numpy().astype(np.float64),
+                                       model.calibration[h]) for h in SCORE_NAMES}
 
 
 def score_arrays(model: UserModel, g: GraphArrays) -> dict[str, np.ndarray]:
     """fraud_risk, relational_risk and own_risk for every user of ``g``."""
     torch.set_num_threads(model.config.threads)
-    out = model.net.predict(prepare(model, g))
-    return {SCORE_NAMES[h]: calibrated(out[h].numpy().astype(np.float64), model.calibration[h])
-            for h in SCORE_NAMES}
+    return _calibrated(model, model.net.predict(prepare(model, g, operators=True)))
+
+
+def score_and_write(store: GraphStore, model: UserModel, g: GraphArrays, version: str,
+                    scored_at_ms: int | None = None, batch_size: int = WRITE_BATCH,
+                    block_rows: int = 8192
+                    ) -> tuple[dict[str, np.ndarray], int, dict[str, float]]:
+    """``score_arrays`` and ``write_scores`` at once: each batch of users is written by
+    a thread while the model computes the next (the store's driver waits on SQLite or
+    the socket without the GIL, the model's kernels run without it). Returns the
+    scores, the number of users written and the seconds spent preparing, predicting
+    and waiting for the last writes. Batches are written in order; the first failed
+    write stops the rest and is raised, earlier batches stay written (as with
+    ``write_scores``)."""
+    at = int(time.time() * 1000) if scored_at_ms is None else scored_at_ms
+    torch.set_num_threads(model.config.threads)
+    started = time.perf_counter()
+    data = prepare(model, g, operators=True)
+    prepared = time.perf_counter()
+    scores = {name: np.empty(g.n_users) for name in SCORE_NAMES.values()}
+    writes: list[Future[int]] = []
+    failed = threading.Event()
+
+    def write(sl: slice) -> int:  # in order, on the one writer thread
+        if failed.is_set():
+            return 0  # a batch before this one failed: write nothing after it
+        try:
+            return _write_slice(store, g, scores, sl, version, at)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(1, thread_name_prefix="score-writer") as writer:
+        try:
+            written_to = 0
+            for s, e, heads in model.net.predict_blocks(data, block_rows):
+                for name, v in _calibrated(model, heads).items():
+                    scores[name][s:e] = v
+                if e - written_to >= batch_size or e == g.n_users:
+                    if failed.is_set():
+                        break  # result() below raises the failure
+                    writes.append(writer.submit(write, slice(written_to, e)))
+                    written_to = e
+            predicted = time.perf_counter()
+            written = sum(f.result() for f in writes)
+        except BaseException:
+            writer.shutdown(wait=True, cancel_futures=True)
+            raise
+    return scores, written, {
+        "prepare_seconds": prepared - started, "predict_seconds": predicted - prepared,
+        "write_wait_seconds": time.perf_counter() - predicted,
+    }
 
 
 def score_target(model: UserModel, g: GraphArrays, target: int = 0) -> dict[str, float]:
@@ -74,10 +147,11 @@ def write_scores(store: GraphStore, g: GraphArrays, scores: dict[str, np.ndarray
                  batch_size: int = WRITE_BATCH) -> int:
     """Write the scores back to User nodes, in batches, with the model version."""
     at = int(time.time() * 1000) if scored_at_ms is None else scored_at_ms
-    written = 0
-    for sl in _batches(g.n_users, batch_size):
-        written += store.write_scores(
-            g.user_ids[sl].tolist(), {k: v[sl].tolist() for k, v in scores.items()},
-            version, at,
-        )
-    return written
+    return sum(_write_slice(store, g, scores, sl, version, at)
+               for sl in _batches(g.n_users, batch_size))
+
+
+def _write_slice(store: GraphStore, g: GraphArrays, scores: dict[str, np.ndarray],
+                 sl: slice, version: str, at: int) -> int:
+    return store.write_scores(g.user_ids[sl].tolist(),
+                              {k: v[sl].tolist() for k, v in scores.items()}, version, at)

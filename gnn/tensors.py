@@ -15,11 +15,9 @@ user's neighbourhood (``neighbourhood_graph``), which is why the two give equal 
 from __future__ import annotations
 
 import gc
-import hashlib
-import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +36,6 @@ EDGE_TIME: dict[str, str | None] = {
     "REFERRED": "ts", "TRANSFERRED": "ts",
 }
 MAX_LINKS_PER_USER = 100_000
-EXPORT_WORKERS = 2
-PROCESS_MIN_USERS = 50_000
 
 
 @dataclass
@@ -113,12 +109,22 @@ def _item_links(
     if len(u) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
     names, item_idx = np.unique(items.astype(str), return_inverse=True)
-    pu, pi = _unique_pairs(u, item_idx.reshape(-1))
-    deg = np.bincount(pi, minlength=len(names))
+    pu, pi, used = _item_pairs(u, item_idx.reshape(-1), len(names), max_item_users)
+    return pu, pi, names[used]
+
+
+def _item_pairs(u: np.ndarray, item: np.ndarray, n_items: int, max_item_users: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs of items numbered 0..n_items-1 (in id order), hubs
+    removed, items re-numbered 0..k-1; and which old numbers the k items had."""
+    if len(u) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pu, pi = _unique_pairs(u, item)
+    deg = np.bincount(pi, minlength=n_items)
     keep = deg[pi] <= max_item_users
     pu, pi = pu[keep], pi[keep]
     used, new_idx = np.unique(pi, return_inverse=True)
-    return pu.astype(np.int64), new_idx.reshape(-1).astype(np.int64), names[used]
+    return pu.astype(np.int64), new_idx.reshape(-1).astype(np.int64), used
 
 
 def _direct_links(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,66 +271,6 @@ def _tables(as_of_ms: float | None) -> list[_Table]:
     ]
 
 
-def _digest(ids: np.ndarray) -> str:
-    u = np.asarray(ids, dtype=str)
-    return hashlib.sha256(str(u.dtype).encode() + u.tobytes()).hexdigest()
-
-
-# State of one export worker process: its own store connection and the user index.
-_worker: dict[str, Any] = {}
-
-
-def _start_worker(path: str, cache_mb: int, batch_size: int) -> None:
-    from graph.embedded import EmbeddedStore
-
-    # its own store: an SQLite connection must not cross a fork
-    store = EmbeddedStore(path, cache_mb)
-    store.init()
-    with _collector_paused():
-        ids = _concat(list(store.export_nodes("User", [], batch_size)), ["id"])["id"]
-    _worker.update(store=store, index=_id_index(ids), digest=_digest(ids),
-                   batch_size=batch_size)
-
-
-def _table_in_worker(table: _Table, as_of_ms: float | None, max_item_users: int
-                     ) -> tuple[str, Any]:
-    """The table's part, ids already turned into indices: numbers pickle cheaply where
-    millions of strings would cost what reading them did."""
-    store = _worker["store"]
-    with _collector_paused():
-        chunks = store.export_relationship_columns(table.rel_type, table.columns,
-                                                   _worker["batch_size"])
-        part = table.part(chunks, _worker["index"], as_of_ms, max_item_users)
-        if table.rel_type == "PAID":
-            paid_user, cols = part
-            codes, values = _factorised(cols.pop("channel"))
-            part = (paid_user, cols, codes, values)
-    return _worker["digest"], part
-
-
-def _factorised(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and distinct values, ``distinct[codes]`` equal to ``values``."""
-    seen: dict[Any, int] = {}
-    codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64,
-                        len(values))
-    distinct = np.empty(len(seen), dtype=object)
-    distinct[:] = list(seen)
-    return codes, distinct
-
-
-def _in_processes(store: GraphStore, batch_size: int) -> int:
-    """How many worker processes to read tables in: two for an embedded store of at
-    least PROCESS_MIN_USERS users, else none. Only the embedded store can be opened
-    again in a worker, and on a small graph starting the workers costs more than they
-    save."""
-    from graph.embedded import EmbeddedStore
-
-    if not isinstance(store, EmbeddedStore) or EXPORT_WORKERS < 2:
-        return 0
-    return EXPORT_WORKERS if len(store.node_ids("User", None, PROCESS_MIN_USERS)
-                                 ) >= PROCESS_MIN_USERS else 0
-
-
 def _users(store: GraphStore, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     users = _concat(list(store.export_nodes("User", USER_EXPORT_PROPS, batch_size)),
                     ["id", *USER_EXPORT_PROPS])
@@ -334,47 +280,115 @@ def _users(store: GraphStore, batch_size: int) -> tuple[np.ndarray, dict[str, np
     return ids, users
 
 
-def _parts_in_processes(store: GraphStore, workers: int, as_of_ms: float | None,
-                        max_item_users: int, batch_size: int
-                        ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]] | None:
-    """Users read here while worker processes read the relationship tables; None if the
-    users the workers saw differ from these (the store changed meanwhile)."""
-    from graph.embedded import EmbeddedStore
+# What the export adds once it has the users: the parts read from the link index.
+_AfterUsers = Callable[[np.ndarray], dict[str, Any]]
 
-    assert isinstance(store, EmbeddedStore)
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                             initargs=(str(store.path), store.cache_mb, batch_size)) as pool:
-        futures = {t.rel_type: pool.submit(_table_in_worker, t, as_of_ms, max_item_users)
-                   for t in _tables(as_of_ms)}
-        with _collector_paused():
-            ids, users = _users(store, batch_size)
-        digest = _digest(ids)
-        results = {rt: f.result() for rt, f in futures.items()}
-    if any(d != digest for d, _ in results.values()):
-        return None
-    parts = {rt: part for rt, (_, part) in results.items()}
-    paid_user, cols, codes, values = parts["PAID"]
-    parts["PAID"] = (paid_user, {**cols, "channel": values[codes]})
+
+def _columnar(store: GraphStore) -> bool:
+    """Whether the store reads whole tables as Arrow (the embedded store does)."""
+    return callable(getattr(store, "node_table", None)) and callable(
+        getattr(store, "relationship_table", None))
+
+
+def _numpy(col: Any) -> np.ndarray:
+    """An Arrow column as ``export_nodes`` gives it: float64 with NaN, or objects
+    (str, None)."""
+    return np.asarray(col.to_numpy(zero_copy_only=False))
+
+
+def _parts_columnar(store: Any, tables: list[_Table], as_of_ms: float | None,
+                    max_item_users: int, after_users: _AfterUsers
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """Users and tables read whole as Arrow (``node_table``, ``relationship_table``),
+    two at a time (the driver reads without the GIL); user ids turned into positions by
+    Arrow's hash lookup. The same arrays as ``_parts_in_threads``."""
+    import pyarrow.compute as pc
+
+    with _collector_paused(), ThreadPoolExecutor(max_workers=2) as pool:
+        users_f = pool.submit(store.node_table, "User", list(USER_EXPORT_PROPS))
+        tables_f = {t.rel_type: pool.submit(store.relationship_table, t.rel_type, t.columns)
+                    for t in tables}
+        users_t = users_f.result()
+        if users_t.num_rows == 0:
+            raise GnnError("the store holds no users; load data first (riskgraph load DIR)")
+        id_col = users_t.column("id").combine_chunks()
+        ids = _numpy(id_col)
+        users = {p: _numpy(users_t.column(p)) for p in USER_EXPORT_PROPS}
+        parts = after_users(ids)
+
+        def positions(col: Any) -> np.ndarray:
+            return np.asarray(pc.index_in(col, value_set=id_col).fill_null(-1).to_numpy(),
+                              dtype=np.int64)
+
+        for t in tables:
+            got = tables_f.pop(t.rel_type).result()
+            chunk = {name: positions(got.column(name))
+                     if name == "src" or (name == "dst" and t.rel_type in USER_USER_RELS)
+                     else _numpy(got.column(name)) for name in got.column_names}
+            # ids are positions already: the parts look them up as themselves
+            parts[t.rel_type] = t.part([chunk], _as_is, as_of_ms, max_item_users)
     return ids, users, parts
 
 
-def _parts_in_threads(store: GraphStore, as_of_ms: float | None, max_item_users: int,
-                      batch_size: int
+def _as_is(positions: np.ndarray) -> np.ndarray:
+    return positions
+
+
+def _parts_in_threads(store: GraphStore, tables: list[_Table], as_of_ms: float | None,
+                      max_item_users: int, batch_size: int, after_users: _AfterUsers
                       ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     """Two tables at a time: a store that reads without holding the GIL (SQLite steps,
     a Bolt socket) turns rows into objects on one core while the other reads."""
-    tables = _tables(as_of_ms)
     with _collector_paused(), ThreadPoolExecutor(max_workers=2) as pool:
         users_f = pool.submit(_users, store, batch_size)
         chunks_f = {t.rel_type: pool.submit(_read, store, t.rel_type, t.columns, batch_size)
                     for t in tables}
         ids, users = users_f.result()
+        parts = after_users(ids)
         index = _id_index(ids)
-        parts = {t.rel_type: t.part(chunks_f.pop(t.rel_type).result(), index, as_of_ms,
-                                    max_item_users) for t in tables}
+        parts.update({t.rel_type: t.part(chunks_f.pop(t.rel_type).result(), index, as_of_ms,
+                                         max_item_users) for t in tables})
     return ids, users, parts
+
+
+def _usable_link_index(store: GraphStore, as_of_ms: float | None) -> Any:
+    """The embedded store's link index when it matches the data and the export needs
+    no link times (``as_of_ms`` None), else None."""
+    if as_of_ms is not None:
+        return None  # the index holds no times
+    from graph import linkindex
+
+    return linkindex.fresh_index(store)
+
+
+def _text(utf8: np.ndarray) -> np.ndarray:
+    """A numpy ``S`` array of UTF-8 ids as a ``str`` array: numpy's own cast when every
+    id is ASCII (a C loop), else decoded one by one."""
+    try:
+        return utf8.astype(str)
+    except UnicodeDecodeError:
+        return np.char.decode(utf8, "utf-8")
+
+
+def _parts_from_link_index(index: Any, ids: np.ndarray, max_item_users: int
+                           ) -> dict[str, Any]:
+    """The linking types' parts from the link index (graph/linkindex.py): the tables'
+    relationships already as positions, so no row is read. Index positions are mapped
+    to ``ids`` by id; links of users not in ``ids`` are left out, as the tables' path
+    leaves out rows whose user it cannot find."""
+    at = _id_index(ids)(_text(index.users))
+    parts: dict[str, Any] = {}
+    for rt in SHARED_ITEM_RELS:
+        src, item = index.relationships(rt)
+        u = at[src]
+        ok = u >= 0
+        names = index.item_ids(rt)
+        pu, pi, used = _item_pairs(u[ok], item[ok], len(names), max_item_users)
+        parts[rt] = (pu, pi, _text(names[used]))
+    for rt in USER_USER_RELS:
+        src, dst = index.relationships(rt)
+        parts[rt] = _direct_links(at[src], at[dst])
+    return parts
 
 
 def export_graph(
@@ -386,14 +400,23 @@ def export_graph(
     """The whole user graph; with ``as_of_ms``, payments and links that began at or
     after that time are left out (what was known before a time split).
 
-    Reads only the columns it uses. Most of the time goes into the store's driver
-    making Python objects of ~45M values at 1M users, which holds the GIL: an embedded
-    store of PROCESS_MIN_USERS users or more is read by worker processes that return
-    ids already turned into indices, while this one reads the users."""
-    workers = _in_processes(store, batch_size)
-    got = (_parts_in_processes(store, workers, as_of_ms, max_item_users, batch_size)
-           if workers else None)
-    ids, users, parts = got or _parts_in_threads(store, as_of_ms, max_item_users, batch_size)
+    Reads only the columns it uses. Row by row, most of the time would go into the
+    store's driver making Python objects of ~45M values at 1M users. So the linking
+    relationships come from the embedded store's link index when it is current (and no
+    time cut is asked for), and the embedded store reads the users and the other
+    tables whole, as Arrow columns; other stores export rows, two tables at a time."""
+    index = _usable_link_index(store, as_of_ms)
+    tables = [t for t in _tables(as_of_ms) if index is None or t.rel_type == "PAID"]
+
+    def after_users(ids: np.ndarray) -> dict[str, Any]:
+        return {} if index is None else _parts_from_link_index(index, ids, max_item_users)
+
+    if _columnar(store):
+        ids, users, parts = _parts_columnar(store, tables, as_of_ms, max_item_users,
+                                            after_users)
+    else:
+        ids, users, parts = _parts_in_threads(store, tables, as_of_ms, max_item_users,
+                                              batch_size, after_users)
     paid_user, paid_cols = parts["PAID"]
     g = GraphArrays(ids, users, paid_user, paid_cols)
     for rt in SHARED_ITEM_RELS:

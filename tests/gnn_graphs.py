@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gnn.tensors import GraphArrays
 from graph.store import GraphStore
 
 DAY = 86_400_000
@@ -96,3 +97,22 @@ def build(store: GraphStore, n_clean: int = 360, n_rings: int = 10, ring_size: i
         "channel": rng.choice(["app", "pos"], n_p),
     })
     return SmallGraph(users, rings, ring_devices, tied, loner, labels)
+
+
+def assert_same_graph(a: GraphArrays, b: GraphArrays) -> None:
+    """Two exports of the user graph hold the same arrays."""
+    assert a.user_ids.tolist() == b.user_ids.tolist()
+    for k in a.users:
+        np.testing.assert_array_equal(a.users[k], b.users[k])
+    np.testing.assert_array_equal(a.paid_user, b.paid_user)
+    for k in a.paid:
+        np.testing.assert_array_equal(a.paid[k], b.paid[k])
+    assert a.item_edges.keys() == b.item_edges.keys()
+    for rt in a.item_edges:
+        np.testing.assert_array_equal(np.stack(a.item_edges[rt]), np.stack(b.item_edges[rt]))
+        assert a.item_ids[rt].tolist() == b.item_ids[rt].tolist()
+    assert a.direct_edges.keys() == b.direct_edges.keys()
+    for rt in a.direct_edges:
+        np.testing.assert_array_equal(np.stack(a.direct_edges[rt]),
+                                      np.stack(b.direct_edges[rt]))
+    assert a.max_time_ms == b.max_time_ms

@@ -11,11 +11,11 @@ import pytest
 
 from gnn import pipeline, registry
 from gnn.explain import explain_user
-from gnn.score import prepare, score_arrays, score_user
+from gnn.score import prepare, score_and_write, score_arrays, score_user
 from gnn.tensors import export_graph, neighbourhood_graph, to_heterodata
 from gnn.train import logits
 from graph.embedded import EmbeddedStore
-from tests.gnn_graphs import build
+from tests.gnn_graphs import assert_same_graph, build
 
 warnings.filterwarnings("ignore", message="Sparse")
 
@@ -42,33 +42,18 @@ def test_export_builds_heterodata_with_id_maps(world) -> None:
     assert data["user"].x.shape == (g.n_users, 3)
 
 
-def _same_graph(a, b) -> None:
-    assert a.user_ids.tolist() == b.user_ids.tolist()
-    for k in a.users:
-        np.testing.assert_array_equal(a.users[k], b.users[k])
-    np.testing.assert_array_equal(a.paid_user, b.paid_user)
-    for k in a.paid:
-        np.testing.assert_array_equal(a.paid[k], b.paid[k])
-    assert a.item_edges.keys() == b.item_edges.keys()
-    for rt in a.item_edges:
-        np.testing.assert_array_equal(np.stack(a.item_edges[rt]), np.stack(b.item_edges[rt]))
-        assert a.item_ids[rt].tolist() == b.item_ids[rt].tolist()
-    for rt in a.direct_edges:
-        np.testing.assert_array_equal(np.stack(a.direct_edges[rt]),
-                                      np.stack(b.direct_edges[rt]))
-    assert a.max_time_ms == b.max_time_ms
-
-
-def test_export_in_worker_processes_equals_export_in_threads(world, monkeypatch) -> None:
+def test_columnar_export_equals_the_export_of_rows(world, monkeypatch) -> None:
+    """The embedded store's Arrow tables give the arrays the row exports give (the path
+    of every other store), with and without a time cut."""
     import gnn.tensors as tensors
 
     store, *_ = world
     cut = float(np.median(export_graph(store).paid["ts"]))
-    in_threads = [export_graph(store), export_graph(store, as_of_ms=cut)]
-    monkeypatch.setattr(tensors, "PROCESS_MIN_USERS", 1)
-    assert tensors._in_processes(store, 1000) == tensors.EXPORT_WORKERS
-    for threaded, as_of in zip(in_threads, (None, cut)):
-        _same_graph(export_graph(store, as_of_ms=as_of, batch_size=97), threaded)
+    assert tensors._columnar(store)
+    columnar = [export_graph(store), export_graph(store, as_of_ms=cut)]
+    monkeypatch.setattr(tensors, "_columnar", lambda store: False)
+    for got, as_of in zip(columnar, (None, cut)):
+        assert_same_graph(got, export_graph(store, as_of_ms=as_of, batch_size=97))
 
 
 def test_training_reports_model_and_baselines(world) -> None:
@@ -132,6 +117,55 @@ def test_on_demand_equals_batch(world) -> None:
         assert n is not None and n.properties["model_version"] == version
         for k, v in s.items():
             assert abs(v - n.properties[k]) < 1e-4, (u, k)
+
+
+def test_scores_written_beside_the_model_are_the_batch_scores(tmp_path: Path, world) -> None:
+    _, small, _, _, _, model = world
+    store = EmbeddedStore(tmp_path / "graph")
+    store.init()
+    build(store)
+    g = export_graph(store)
+    expected = score_arrays(model, g)
+    scores, written, seconds = score_and_write(store, model, g, "v-side", 1234,
+                                               batch_size=120, block_rows=50)
+    assert written == g.n_users and set(seconds) == {
+        "prepare_seconds", "predict_seconds", "write_wait_seconds"}
+    for k, v in expected.items():  # other blocks, other float32 sums: equal to 1e-6
+        np.testing.assert_allclose(scores[k], v, rtol=0, atol=1e-6)
+    nodes = store.get_nodes("User", g.user_ids.tolist())
+    for i, n in enumerate(nodes):
+        assert n is not None and n.properties["model_version"] == "v-side"
+        assert n.properties["scored_at"] == 1234
+        for k in expected:
+            assert n.properties[k] == pytest.approx(scores[k][i], abs=1e-12)
+    store.close()
+
+
+class _FailingWrites(EmbeddedStore):
+    """A store whose second score write fails, as a full disk would make it."""
+
+    calls = 0
+
+    def write_scores(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 2:
+            raise OSError("disk full")
+        return super().write_scores(*args, **kwargs)
+
+
+def test_a_failed_score_write_stops_the_writes_and_is_raised(tmp_path: Path, world) -> None:
+    _, small, _, _, _, model = world
+    store = _FailingWrites(tmp_path / "graph")
+    store.init()
+    build(store)
+    g = export_graph(store)
+    with pytest.raises(OSError, match="disk full"):
+        score_and_write(store, model, g, "v-fail", 1234, batch_size=100, block_rows=100)
+    versions = [n.properties.get("model_version") for n in
+                store.get_nodes("User", g.user_ids.tolist()) if n is not None]
+    assert versions[:100] == ["v-fail"] * 100  # the first batch was written
+    assert "v-fail" not in versions[200:]  # nothing after the failed one
+    store.close()
 
 
 def test_new_link_to_ring_device_raises_relational_risk(tmp_path: Path, world) -> None:

@@ -287,3 +287,63 @@ def test_a_write_by_another_store_object_makes_the_index_stale(
         assert users[3] in {a.user_id for a in found}
     finally:
         other.close()
+
+
+# -- the GNN's whole-graph export reads the linking types from the index ------------------
+def _export_both_ways(store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch,
+                      max_item_users: int, **kw: object) -> tuple[object, object]:
+    """The export with the index and the export from the tables only."""
+    from gnn import tensors
+
+    used: list[bool] = []
+    usable = tensors._usable_link_index
+
+    def watched(*args: object) -> object:
+        index = usable(*args)  # type: ignore[arg-type]
+        used.append(index is not None)
+        return index
+
+    monkeypatch.setattr(tensors, "_usable_link_index", watched)
+    fast = tensors.export_graph(store, max_item_users=max_item_users, **kw)  # type: ignore[arg-type]
+    assert used == [True], "the export should have read the link index"
+    monkeypatch.setattr(tensors, "_usable_link_index", lambda *args: None)
+    tables = tensors.export_graph(store, max_item_users=max_item_users, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(tensors, "_usable_link_index", usable)
+    return fast, tables
+
+
+@pytest.mark.parametrize("max_item_users", [50, 3])
+def test_gnn_export_from_the_index_equals_the_export_from_the_tables(
+    synthetic: EmbeddedStore, monkeypatch: pytest.MonkeyPatch, max_item_users: int,
+) -> None:
+    from gnn import tensors
+    from tests.gnn_graphs import assert_same_graph
+
+    fast, tables = _export_both_ways(synthetic, monkeypatch, max_item_users)
+    assert sum(len(e[0]) for e in tables.item_edges.values()) > 1000  # type: ignore[attr-defined]
+    assert_same_graph(fast, tables)  # type: ignore[arg-type]
+    # The payments and users exported as rows, as a store without Arrow tables does.
+    monkeypatch.setattr(tensors, "_columnar", lambda store: False)
+    rows, _ = _export_both_ways(synthetic, monkeypatch, max_item_users, batch_size=97)
+    assert_same_graph(rows, tables)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gnn_export_from_the_index_with_odd_ids_hubs_and_a_user_added_later(
+    small: EmbeddedStore, monkeypatch: pytest.MonkeyPatch, seed: int,
+) -> None:
+    from tests.gnn_graphs import assert_same_graph
+
+    users = build_graph(small, seed)
+    small.upsert_nodes("User", {"id": users, "signup_ts": [TS] * len(users)})
+    small.upsert_nodes("Merchant", {"id": ["m1"]})
+    small.upsert_relationships("PAID", {"src": users[:5], "dst": ["m1"] * 5,
+                                        "id": [f"p{i}" for i in range(5)],
+                                        "amount": [10.0] * 5, "ts": [TS] * 5})
+    linkindex.refresh(small)
+    # A user written after the index was built: no link, so the index stays current.
+    small.upsert_nodes("User", {"id": ["zz-late"], "signup_ts": [TS]})
+    for max_item_users in (50, 2):
+        fast, tables = _export_both_ways(small, monkeypatch, max_item_users)
+        assert_same_graph(fast, tables)  # type: ignore[arg-type]
+        assert "zz-late" in fast.user_ids.tolist()  # type: ignore[attr-defined]

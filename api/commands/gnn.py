@@ -111,8 +111,8 @@ def score(args: argparse.Namespace) -> int:
                   f"  fraud {c['fraud_risk_drop']:+.4f}  via {', '.join(c['via'])}")
         return 0
     print(f"scored {result['written']:,} users with {result['version']} "
-          f"(export {result['export_seconds']}s, model {result['score_seconds']}s, "
-          f"write {result['write_seconds']}s)")
+          f"(export {result['export_seconds']}s, model and writes {result['score_seconds']}s"
+          f" of which features {result['prepare_seconds']}s)")
     return 0
 
 
