@@ -7,9 +7,11 @@
   baselines on the same split), report AP/AUC side by side and the seconds each took;
 * ondemand: score the whole store in batch, then ``--ondemand`` random users one at a
   time from their neighbourhood: p50/p99 latency and the largest difference to batch;
-* score: generate and load ``--score-users`` users and score them all with the trained
-  model: export, model and write seconds, peak memory, and the own-feature tree model's
-  time on the same rows as the baseline.
+* score: generate and load ``--score-users`` users (and build the link index, as
+  ``riskgraph load`` does; ``--no-link-index`` scores without it), then score them all
+  with the trained model ``--repeat`` times: the median wall time against the 30 s
+  target, export, feature, model and write seconds, peak memory, and the own-feature
+  tree model's time on the same rows as the baseline.
 
 Prints a table and writes bench/results/gnn.json with the machine it ran on.
 """
@@ -109,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/riskgraph-bench-gnn"))
     ap.add_argument("--stages", default="train,ondemand,score")
     ap.add_argument("--out", type=Path, default=Path("bench/results/gnn.json"))
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="score the large store this many times; the median is reported")
+    ap.add_argument("--no-link-index", action="store_true",
+                    help="score without the store's link index (the linking tables are "
+                         "read instead), for comparison")
     args = ap.parse_args(argv)
     stages = set(args.stages.split(","))
     models = args.work / "models"
@@ -168,16 +175,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"on demand ({len(sample)} users): p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, "
               f"max |on-demand - batch| {diff:.2e}")
     if "score" in stages:
+        import shutil
+        import statistics
+
         from gnn.tensors import export_graph
         from gnn.train import raw_features
+        from graph import linkindex
 
         big, load_s = _store(args.work, args.score_users, args.seed + 1)
+        index_s = 0.0
+        if args.no_link_index:
+            shutil.rmtree(big.path / linkindex.DIR_NAME, ignore_errors=True)
+        elif linkindex.fresh_index(big) is None:  # `riskgraph load` builds it too
+            t0 = time.perf_counter()
+            linkindex.refresh(big)
+            index_s = time.perf_counter() - t0
         name, model = registry.load(models)
-        started = time.perf_counter()
-        with _TreePeak() as tree_peak:
-            out = pipeline.score_all(big, models, name)
-        wall = time.perf_counter() - started
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            started = time.perf_counter()
+            with _TreePeak() as tree_peak:
+                out = pipeline.score_all(big, models, name)
+            runs.append({"wall_seconds": round(time.perf_counter() - started, 2), **out,
+                         "peak_rss_with_children_gb": round(tree_peak.peak, 2)})
+            print(f"  scored in {runs[-1]['wall_seconds']}s", flush=True)
         scoring_peak = _peak_gb()
+        median = statistics.median(r["wall_seconds"] for r in runs)
+        typical = min(runs, key=lambda r: abs(r["wall_seconds"] - median))
         g = export_graph(big)
         t0 = time.perf_counter()
         raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
@@ -186,20 +210,24 @@ def main(argv: list[str] | None = None) -> int:
         tree_s = time.perf_counter() - t0
         result["score"] = {
             "users": args.score_users, "load_seconds": round(load_s, 1),
-            "wall_seconds": round(wall, 1), **out,
+            "link_index": not args.no_link_index,
+            "link_index_build_seconds": round(index_s, 1),
+            "median_wall_seconds": median, "runs": runs, **typical,
             "peak_rss_gb": round(scoring_peak, 2),
-            "peak_rss_with_workers_gb": round(tree_peak.peak, 2),
+            "peak_rss_with_children_gb": max(r["peak_rss_with_children_gb"] for r in runs),
             "peak_rss_gb_after_second_export": round(_peak_gb(), 2),
             "baseline_own_trees_seconds": round(tree_s, 2),
+            "target": "1M users scored in at most 30 s within 10 GB",
+            "target_met": bool(median <= 30 and _peak_gb() <= 10),
         }
         s = result["score"]
-        print(f"score {args.score_users:,} users: {s['wall_seconds']}s wall (export "
+        print(f"score {args.score_users:,} users ({'with' if s['link_index'] else 'without'} "
+              f"the link index): median {median}s of {len(runs)}; the median run: export "
               f"{s['export_seconds']}s, features {s['prepare_seconds']}s, model with the "
               f"writes beside it {s['predict_seconds']}s, last writes "
-              f"{s['write_wait_seconds']}s), peak RSS {s['peak_rss_gb']} GB "
-              f"({s['peak_rss_with_workers_gb']} GB with the export workers, sampled); "
-              "own-feature trees "
-              f"alone {tree_s:.1f}s")
+              f"{s['write_wait_seconds']}s; peak RSS {s['peak_rss_gb']} GB "
+              f"({s['peak_rss_with_children_gb']} GB with the child readers, sampled); "
+              f"own-feature trees alone {tree_s:.1f}s; target met: {s['target_met']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
     args.out.write_text(json.dumps(prev | result, indent=2, default=str))

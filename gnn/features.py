@@ -197,7 +197,13 @@ def fit_spec(raw: np.ndarray, names: list[str], rows: np.ndarray, reference_ms: 
 
 def encode(raw: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Scaled features with missing indicators; float32."""
-    z = (raw - np.asarray(spec.mean)) / np.asarray(spec.std)
+    z = raw - np.asarray(spec.mean)  # float64 throughout, then one cast: the same
+    z /= np.asarray(spec.std)  # values as before, with fewer temporary arrays
     missing = ~np.isfinite(z)
-    z = np.clip(np.where(missing, 0.0, z), -10, 10)
-    return np.concatenate([z, missing.astype(np.float64)], axis=1).astype(np.float32)
+    z[missing] = 0.0
+    np.clip(z, -10, 10, out=z)
+    k = z.shape[1]
+    out = np.empty((z.shape[0], 2 * k), dtype=np.float32)
+    out[:, :k] = z
+    out[:, k:] = missing
+    return out

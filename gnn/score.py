@@ -153,5 +153,5 @@ def write_scores(store: GraphStore, g: GraphArrays, scores: dict[str, np.ndarray
 
 def _write_slice(store: GraphStore, g: GraphArrays, scores: dict[str, np.ndarray],
                  sl: slice, version: str, at: int) -> int:
-    return store.write_scores(g.user_ids[sl].tolist(),
-                              {k: v[sl].tolist() for k, v in scores.items()}, version, at)
+    block: dict[str, Any] = {k: v[sl] for k, v in scores.items()}  # arrays: both stores
+    return store.write_scores(g.user_ids[sl].tolist(), block, version, at)  # take them
