@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
 from graph.store import Adjacency, GraphStore
+
+if TYPE_CHECKING:
+    from graph.linkindex import LinkIndex
 
 DEFAULT_MAX_ITEM_USERS = 50
 MAX_ITEMS_PER_USER = 200
@@ -205,15 +208,23 @@ def ring_of(
     The embedded store's link index answers when it has a current one that holds the
     user (graph/linkindex.py); otherwise, and for every other store, this is
     ``ring_of_from_primitives``. Both give the same ring."""
-    from graph import linkindex  # it builds on this module
-
     chosen = check_via(via)
-    index = linkindex.fresh_index(store)
-    root = index.user_index(user_id) if index is not None else None
-    if index is None or root is None:
+    indexed = _in_link_index(store, user_id)
+    if indexed is None:
         return ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
                                        max_members)
+    index, root = indexed
     return index.ring(root, min_size, chosen, max_item_users, max_members)
+
+
+def _in_link_index(store: GraphStore, user_id: str) -> tuple[LinkIndex, int] | None:
+    """(the store's current link index, the user's position in it), or None when there
+    is no current index or it does not hold the user: then the primitives answer."""
+    from graph import linkindex  # it builds on this module
+
+    index = linkindex.fresh_index(store)
+    root = index.user_index(user_id) if index is not None else None
+    return None if index is None or root is None else (index, root)
 
 
 def ring_summary(
@@ -226,15 +237,13 @@ def ring_summary(
 ) -> tuple[str, int] | None:
     """(id, size) of ``ring_of``'s ring, or None: what a limit decision needs. The link
     index finds the members without gathering the links that tie them."""
-    from graph import linkindex  # it builds on this module
-
     chosen = check_via(via)
-    index = linkindex.fresh_index(store)
-    root = index.user_index(user_id) if index is not None else None
-    if index is None or root is None:
+    indexed = _in_link_index(store, user_id)
+    if indexed is None:
         ring = ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
                                        max_members)
         return (ring.id, ring.size) if ring is not None else None
+    index, root = indexed
     members = index.ring_members(root, chosen, max_item_users, max_members)
     if len(members) < min_size:
         return None

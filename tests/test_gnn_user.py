@@ -119,11 +119,15 @@ def test_on_demand_equals_batch(world) -> None:
             assert abs(v - n.properties[k]) < 1e-4, (u, k)
 
 
-def test_scores_written_beside_the_model_are_the_batch_scores(tmp_path: Path, world) -> None:
-    _, small, _, _, _, model = world
-    store = EmbeddedStore(tmp_path / "graph")
+def _built(store: EmbeddedStore) -> EmbeddedStore:
     store.init()
     build(store)
+    return store
+
+
+def test_scores_written_beside_the_model_are_the_batch_scores(tmp_path: Path, world) -> None:
+    model = world[-1]
+    store = _built(EmbeddedStore(tmp_path / "graph"))
     g = export_graph(store)
     expected = score_arrays(model, g)
     scores, written, seconds = score_and_write(store, model, g, "v-side", 1234,
@@ -154,10 +158,8 @@ class _FailingWrites(EmbeddedStore):
 
 
 def test_a_failed_score_write_stops_the_writes_and_is_raised(tmp_path: Path, world) -> None:
-    _, small, _, _, _, model = world
-    store = _FailingWrites(tmp_path / "graph")
-    store.init()
-    build(store)
+    model = world[-1]
+    store = _built(_FailingWrites(tmp_path / "graph"))
     g = export_graph(store)
     with pytest.raises(OSError, match="disk full"):
         score_and_write(store, model, g, "v-fail", 1234, batch_size=100, block_rows=100)
