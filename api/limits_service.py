@@ -18,6 +18,7 @@ written back. The engine (limits/) never sees the store; this module never decid
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
@@ -88,11 +89,30 @@ class ApplyLocks:
         stripe = zlib.crc32(user_id.encode("utf-8")) % len(self._threads)
         with self._threads[stripe]:
             fd = self._file()
-            fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe, os.SEEK_SET)
+            _lock_stripe(fd, stripe)
             try:
                 yield
             finally:
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe, os.SEEK_SET)
+
+
+def _lock_stripe(fd: int, stripe: int) -> None:
+    """Wait for the stripe's byte of the lock file. POSIX locks belong to processes, so
+    when a thread of each of two processes holds a stripe and another thread of each
+    waits for the other process's stripe, the kernel sees a cycle and refuses the last
+    wait (EDEADLK, seen under load with `serve --workers 2`). It is no deadlock: a
+    thread holds one stripe at a time and its holder finishes. So the wait is asked
+    again, after a short pause, until the stripe is free."""
+    pause = 0.001
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe, os.SEEK_SET)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EDEADLK:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class LineProductError(LimitsError):

@@ -116,6 +116,67 @@ def _hold_in_child(path: str, held: multiprocessing.Event, release: multiprocess
         release.wait(30)
 
 
+def _cross_in_child(path: str, mine: str, theirs: str, waiting: multiprocessing.Event
+                    ) -> None:
+    """Child process: hold ``mine``'s stripe, then wait for ``theirs``."""
+    locks = ApplyLocks(Path(path), stripes=4)
+    with locks.user(mine):
+        waiting.set()
+        with locks.user(theirs):
+            pass
+
+
+def test_crossed_waits_of_two_processes_are_not_a_deadlock(tmp_path: Path) -> None:
+    """POSIX locks belong to processes: with one thread of each process holding a stripe
+    and another waiting for the other process's stripe, the kernel sees a cycle and
+    refuses the last wait (EDEADLK), though the holders will finish. The wait is asked
+    again until the stripe is free."""
+    import zlib
+
+    locks = ApplyLocks(tmp_path / "apply.lock", stripes=4)
+    a, b = "u01", next(u for u in (f"u{i:02d}" for i in range(2, 99))
+                       if zlib.crc32(u.encode()) % 4 != zlib.crc32(b"u01") % 4)
+    ctx = multiprocessing.get_context("spawn")
+    waiting = ctx.Event()
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold_a() -> None:
+        with locks.user(a):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_a)
+    holder.start()
+    assert holding.wait(10)
+    other = ctx.Process(target=_cross_in_child,
+                        args=(str(tmp_path / "apply.lock"), b, a, waiting))
+    other.start()
+    got: list[object] = []
+    try:
+        assert waiting.wait(30)
+        time.sleep(0.3)  # the child is now waiting for a's stripe, which this one holds
+
+        def take_b() -> None:
+            try:
+                with locks.user(b):
+                    got.append("b")
+            except OSError as exc:
+                got.append(exc)
+
+        taker = threading.Thread(target=take_b)
+        taker.start()
+        time.sleep(0.3)  # asked while the child waits on us: the kernel's false cycle
+        release.set()
+        taker.join(30)
+        assert got == ["b"]
+    finally:
+        release.set()
+        holder.join(30)
+        other.join(30)
+    assert other.exitcode == 0
+
+
 def test_serve_with_workers_answers_from_several_processes(tmp_path: Path) -> None:
     home = _home_with_graph(tmp_path)
     keys, entries = api_keys()
