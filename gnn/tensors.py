@@ -36,6 +36,7 @@ EDGE_TIME: dict[str, str | None] = {
     "REFERRED": "ts", "TRANSFERRED": "ts",
 }
 MAX_LINKS_PER_USER = 100_000
+COLUMNAR_MIN_USERS = 50_000  # see _columnar
 
 
 @dataclass
@@ -285,9 +286,13 @@ _AfterUsers = Callable[[np.ndarray], dict[str, Any]]
 
 
 def _columnar(store: GraphStore) -> bool:
-    """Whether the store reads whole tables as Arrow (the embedded store does)."""
-    return callable(getattr(store, "node_table", None)) and callable(
-        getattr(store, "relationship_table", None))
+    """Whether to read whole tables as Arrow (``EmbeddedStore.tables``): the embedded
+    store of COLUMNAR_MIN_USERS users or more. Its child processes cost ~0.5 s to start
+    and import, more than a small graph takes to read as rows (5k users: 0.05 s); at
+    100k users the two paths are level, at 1M the columns take 5 s against 11 s."""
+    if not callable(getattr(store, "tables", None)):
+        return False
+    return len(store.node_ids("User", None, COLUMNAR_MIN_USERS)) >= COLUMNAR_MIN_USERS
 
 
 def _numpy(col: Any) -> np.ndarray:
@@ -299,16 +304,19 @@ def _numpy(col: Any) -> np.ndarray:
 def _parts_columnar(store: Any, tables: list[_Table], as_of_ms: float | None,
                     max_item_users: int, after_users: _AfterUsers
                     ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
-    """Users and tables read whole as Arrow (``node_table``, ``relationship_table``),
-    two at a time (the driver reads without the GIL); user ids turned into positions by
-    Arrow's hash lookup. The same arrays as ``_parts_in_threads``."""
+    """Users and tables read whole as Arrow (``EmbeddedStore.tables``, in child
+    processes); user ids turned into positions by Arrow's hash lookup. The same arrays
+    as ``_parts_in_threads``."""
     import pyarrow.compute as pc
 
     with _collector_paused(), ThreadPoolExecutor(max_workers=2) as pool:
-        users_f = pool.submit(store.node_table, "User", list(USER_EXPORT_PROPS))
-        tables_f = {t.rel_type: pool.submit(store.relationship_table, t.rel_type, t.columns)
-                    for t in tables}
-        users_t = users_f.result()
+        # The users apart, so that the link index's parts are made while the other
+        # tables are still being read.
+        users_f = pool.submit(store.tables, [("node", "User", list(USER_EXPORT_PROPS))], 1)
+        read_f = pool.submit(store.tables,
+                             [("relationship", t.rel_type, t.columns) for t in tables],
+                             1 if len(tables) == 1 else 2)
+        users_t = users_f.result()[0]
         if users_t.num_rows == 0:
             raise GnnError("the store holds no users; load data first (riskgraph load DIR)")
         id_col = users_t.column("id").combine_chunks()
@@ -320,8 +328,7 @@ def _parts_columnar(store: Any, tables: list[_Table], as_of_ms: float | None,
             return np.asarray(pc.index_in(col, value_set=id_col).fill_null(-1).to_numpy(),
                               dtype=np.int64)
 
-        for t in tables:
-            got = tables_f.pop(t.rel_type).result()
+        for t, got in zip(tables, read_f.result()):
             chunk = {name: positions(got.column(name))
                      if name == "src" or (name == "dst" and t.rel_type in USER_USER_RELS)
                      else _numpy(got.column(name)) for name in got.column_names}

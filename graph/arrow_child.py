@@ -1,7 +1,8 @@
-"""One query's result as an Arrow IPC stream on standard output, read by the ADBC SQLite
-driver. Run as a script by ``graph.embedded`` (``node_table``, ``relationship_table``):
+"""Queries' results as Arrow IPC streams on standard output, one after the other, read by
+the ADBC SQLite driver on one connection (the driver keeps a transaction open, so they
+read one snapshot). Run as a script by ``graph.embedded`` (``EmbeddedStore.tables``):
 
-    python graph/arrow_child.py DATABASE SQL BATCH_ROWS
+    python graph/arrow_child.py DATABASE BATCH_ROWS SQL [SQL ...]
 
 It runs in a process of its own because the driver carries its own copy of SQLite. Two
 copies in one process do not see each other's POSIX locks: the driver's copy, closing
@@ -17,10 +18,10 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4:
-        print("usage: arrow_child.py DATABASE SQL BATCH_ROWS", file=sys.stderr)
+    if len(argv) < 4:
+        print("usage: arrow_child.py DATABASE BATCH_ROWS SQL [SQL ...]", file=sys.stderr)
         return 2
-    database, sql, batch_rows = argv[1:]
+    database, batch_rows, queries = argv[1], argv[2], argv[3:]
     try:
         import adbc_driver_sqlite.dbapi as adbc
         import pyarrow as pa
@@ -30,13 +31,14 @@ def main(argv: list[str]) -> int:
     try:
         with adbc.connect(database) as conn, conn.cursor() as cur:
             cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": batch_rows})
-            cur.execute(sql)
-            table = cur.fetch_arrow_table()
+            for sql in queries:
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
+                with pa.ipc.new_stream(sys.stdout.buffer, table.schema) as out:
+                    out.write_table(table)
     except Exception as exc:  # every driver error is reported the same way
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    with pa.ipc.new_stream(sys.stdout.buffer, table.schema) as out:
-        out.write_table(table)
     return 0
 
 

@@ -141,3 +141,17 @@ def test_reading_tables_leaves_the_store_working(store: EmbeddedStore) -> None:
     node = again.get_nodes("User", ids[:1])[0]
     assert node is not None and node.properties["model_version"] == "m2"
     again.close()
+
+
+def test_several_tables_in_two_readers_are_each_table(store: EmbeddedStore) -> None:
+    _fill(store)
+    requests = [("node", "User", PROPS), ("relationship", "PAID", ["src", "amount"]),
+                ("relationship", "USES", ["src", "dst"]), ("node", "Merchant", [])]
+    together = store.tables(requests, processes=2)
+    assert [t.num_rows for t in together] == [3002, 1000, 0, 2]
+    alone = [store.node_table("User", PROPS), store.relationship_table("PAID", ["src", "amount"]),
+             store.relationship_table("USES", ["src", "dst"]), store.node_table("Merchant", [])]
+    for a, b in zip(together, alone):
+        assert a.equals(b)
+    with pytest.raises(embedded.InvalidBatchError, match="node or relationship"):
+        store.tables([("edge", "PAID", ["src"])])

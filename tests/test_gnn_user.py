@@ -49,6 +49,8 @@ def test_columnar_export_equals_the_export_of_rows(world, monkeypatch) -> None:
 
     store, *_ = world
     cut = float(np.median(export_graph(store).paid["ts"]))
+    assert not tensors._columnar(store)  # a small graph reads faster as rows
+    monkeypatch.setattr(tensors, "COLUMNAR_MIN_USERS", 1)
     assert tensors._columnar(store)
     columnar = [export_graph(store), export_graph(store, as_of_ms=cut)]
     monkeypatch.setattr(tensors, "_columnar", lambda store: False)

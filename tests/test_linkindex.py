@@ -319,6 +319,7 @@ def test_gnn_export_from_the_index_equals_the_export_from_the_tables(
     from gnn import tensors
     from tests.gnn_graphs import assert_same_graph
 
+    monkeypatch.setattr(tensors, "COLUMNAR_MIN_USERS", 1)  # as on a large store
     fast, tables = _export_both_ways(synthetic, monkeypatch, max_item_users)
     assert sum(len(e[0]) for e in tables.item_edges.values()) > 1000  # type: ignore[attr-defined]
     assert_same_graph(fast, tables)  # type: ignore[arg-type]
@@ -332,8 +333,10 @@ def test_gnn_export_from_the_index_equals_the_export_from_the_tables(
 def test_gnn_export_from_the_index_with_odd_ids_hubs_and_a_user_added_later(
     small: EmbeddedStore, monkeypatch: pytest.MonkeyPatch, seed: int,
 ) -> None:
+    from gnn import tensors
     from tests.gnn_graphs import assert_same_graph
 
+    monkeypatch.setattr(tensors, "COLUMNAR_MIN_USERS", 1)  # users and payments as Arrow
     users = build_graph(small, seed)
     small.upsert_nodes("User", {"id": users, "signup_ts": [TS] * len(users)})
     small.upsert_nodes("Merchant", {"id": ["m1"]})
