@@ -301,14 +301,7 @@ class LinkIndex:
         if not len(u):
             return []
         names = self._user_names(np.concatenate([u, other]))
-        is_item = _IS_ITEM_CODE[c]
-        item_names = np.empty(len(item), dtype=object)
-        item_names[~is_item] = [names[i] for i in item[~is_item].tolist()]
-        if is_item.any():
-            uniq, inv = np.unique(item[is_item], return_inverse=True)
-            decoded = np.array([b.decode("utf-8", "surrogatepass")
-                                for b in self.items[uniq].tolist()], dtype=object)
-            item_names[is_item] = decoded[inv]
+        item_names = self._item_names(c, item, names)
         user_names = [names[i] for i in u.tolist()]
         out = [
             (me, _new_link((_NAMES[code], _LABELS[code], it, me, n)), names[o])
@@ -528,14 +521,7 @@ class LinkIndex:
         _, pos = _ranges(starts, ends)
         u, c, item = u[pos], c[pos], item[pos]
         names = self._user_names(np.concatenate([u, others]))
-        is_item = _IS_ITEM_CODE[c]
-        item_names = np.empty(len(item), dtype=object)
-        item_names[~is_item] = [names[i] for i in item[~is_item].tolist()]
-        if is_item.any():
-            uniq, inv = np.unique(item[is_item], return_inverse=True)
-            decoded = np.array([b.decode("utf-8", "surrogatepass")
-                                for b in self.items[uniq].tolist()], dtype=object)
-            item_names[is_item] = decoded[inv]
+        item_names = self._item_names(c, item, names)
         cc = c.tolist()
         links = list(map(_new_link, zip([_NAMES[x] for x in cc], [_LABELS[x] for x in cc],
                                         item_names.tolist(), [names[i] for i in u.tolist()],
@@ -544,6 +530,20 @@ class LinkIndex:
         for o, n in zip(others.tolist(), (ends - starts).tolist()):
             accounts.append(LinkedAccount(names[o], depth, links[p:p + n]))
             p += n
+
+    def _item_names(self, c: np.ndarray, item: np.ndarray, names: dict[int, str]
+                    ) -> np.ndarray:
+        """The id of each link's item: a shared item's id, or for a user-user link the
+        other user's (from ``names``, ``_user_names`` of them)."""
+        is_item = _IS_ITEM_CODE[c]
+        out = np.empty(len(item), dtype=object)
+        out[~is_item] = [names[i] for i in item[~is_item].tolist()]
+        if is_item.any():
+            uniq, inv = np.unique(item[is_item], return_inverse=True)
+            decoded = np.array([b.decode("utf-8", "surrogatepass")
+                                for b in self.items[uniq].tolist()], dtype=object)
+            out[is_item] = decoded[inv]
+        return out
 
     def _user_names(self, idx: np.ndarray) -> dict[int, str]:
         uniq = np.unique(idx)
