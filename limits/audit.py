@@ -194,6 +194,14 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self.directory)!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a worker process: its index (an open connection) stays behind and
+        # the worker opens its own.
+        return {"directory": self.directory}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["directory"])  # type: ignore[misc]
+
     @property
     def path(self) -> Path:
         return self.directory / LOG_NAME

@@ -21,7 +21,6 @@ commits, never half of it (one SQLite transaction).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -79,10 +78,10 @@ class AuditIndex:
     their caller to hold it. Lock order: the log's lock, then this object's mutex."""
 
     def __init__(self, path: str | Path, log_path: str | Path,
-                 log_lock: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+                 log_lock: Callable[[], AbstractContextManager[Any]]) -> None:
         self.path = Path(path)
         self.log_path = Path(log_path)
-        self._log_lock = log_lock or (lambda: _flocked(self.log_path))
+        self._log_lock = log_lock
         self._mutex = threading.RLock()  # one connection, shared by the process's threads
         self._conn: sqlite3.Connection | None = None
         self._conn_of: tuple[int, int, int] | None = None  # (pid, device, inode)
@@ -90,12 +89,6 @@ class AuditIndex:
 
     def __repr__(self) -> str:
         return f"AuditIndex({str(self.path)!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "log_path": self.log_path}  # connections stay behind
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["log_path"])  # type: ignore[misc]
 
     # -- the connection -----------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -327,17 +320,6 @@ def _log_state(path: Path) -> LogState | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-@contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    """The log's exclusive lock, as ``AuditLog._locked`` takes it."""
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _line_ending_at(path: Path, end: int) -> bytes | None:
