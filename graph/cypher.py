@@ -47,11 +47,12 @@ _DST = "__DST__"
 _NAME = "__NAME__"
 
 
+def _fill_label(template: str, label: str) -> str:
+    return template.replace(_LABEL, label).replace(_NAME, label.lower() + "_id")
+
+
 def _per_label(template: str) -> dict[str, str]:
-    return {
-        label: template.replace(_LABEL, label).replace(_NAME, label.lower() + "_id")
-        for label in NODE_TYPES
-    }
+    return {label: _fill_label(template, label) for label in NODE_TYPES}
 
 
 def _fill_rel(template: str, rt: RelType) -> str:
@@ -132,11 +133,13 @@ UPSERT_RELATIONSHIPS: dict[str, str] = _per_type(
 # no value was given; a row may stop after its last value (past the end reads as null).
 # The ids are new as far as the lookup (EXISTING_IDS) saw; a concurrent writer that got
 # there first makes this fail on the unique constraint, and the store retries the batch.
+# The inline map names the label's properties from graph.model; every value is r[i].
 CREATE_NODES: dict[str, str] = {
-    label: (
+    label: _fill_label(
         "UNWIND $rows AS r "
-        f"CREATE (n:{label} {_inline(['id: r[0]'], nt.properties, 1)}) "
-        "RETURN count(n) AS n"
+        "CREATE (n:__LABEL__ " + _inline(["id: r[0]"], nt.properties, 1) + ") "
+        "RETURN count(n) AS n",
+        label,
     )
     for label, nt in NODE_TYPES.items()
 }
@@ -174,7 +177,7 @@ def _create_relationships(rt: RelType) -> str:
         "UNWIND $rows AS r "
         "MATCH (a:__SRC__) WHERE a.id = r[0] "
         "MATCH (b:__DST__) WHERE b.id = r[1] "
-        f"CREATE (a)-[x:__TYPE__ {props}]->(b) "
+        "CREATE (a)-[x:__TYPE__ " + props + "]->(b) "
         "RETURN count(x) AS n",
         rt,
     )
