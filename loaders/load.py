@@ -47,6 +47,7 @@ class FileReport:
     loaded: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    blank_lines: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -151,6 +152,9 @@ def load_file(store: GraphStore, planned: PlannedFile, options: LoadOptions,
             bar.close()
     report.seconds = time.perf_counter() - started
     report.rejected = quarantine.rows
+    if report.blank_lines:
+        report.warnings.append(f"{info.path.name}: {report.blank_lines:,} empty "
+                               f"line{'s' if report.blank_lines > 1 else ''} skipped (not rows)")
     if report.rows != report.loaded + report.rejected:
         raise IncompleteLoadError(
             f"{info.path}: {report.rows} rows but {report.loaded} loaded and "
@@ -255,6 +259,7 @@ def _load_batch(store: GraphStore, spec: FileSpec, batch: _Prepared, quarantine:
     for r in raw.rejects:
         quarantine.add_raw(r.line, r.fields, r.error, r.raw)
     report.rows += raw.table.num_rows + len(raw.rejects)
+    report.blank_lines += raw.blank
     if checked is None:
         return
     bad = np.flatnonzero(checked.bad)

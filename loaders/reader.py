@@ -1,34 +1,33 @@
 """Reading CSV and Parquet files as batches of raw rows, each with its source line.
 
-CSV is parsed by pyarrow's streaming reader with every column read as text. Lines
-that do not parse (too few or too many fields, a quote left open) come back as
-parse rejects with their line numbers instead of stopping the read. A quote left
-open can swallow the lines after it into one value; such a row is taken apart again
-line by line, so the rows it swallowed are read on their own.
+CSV is read with one parser end to end: RFC 4180 as Python's csv module reads it in
+strict mode, every column as text (the rules and bounds are below, at ``_CsvStream``).
+Records that do not parse (too few or too many fields, a quote left open, text after a
+closing quote) come back as parse rejects with their line numbers; a bad record costs
+its first line, and reading resumes at the next line. Empty lines are not rows; they
+are counted.
 
 Line numbers are physical lines of the file, counting the header as line 1 and
-counting the newlines inside quoted values. For Parquet the "line" is the 1-based row
-number.
+counting the newlines inside quoted values: a record's line is the line it starts on.
+For Parquet the "line" is the 1-based row number.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from loaders.errors import FatalFileError
+from loaders.errors import FatalFileError, LoadError
 
-BLOCK_BYTES = 8 << 20
 ENCODING_CHUNK = 16 << 20
 
 
@@ -45,6 +44,7 @@ class RawBatch:
     table: pa.Table  # the file's columns (text for CSV)
     lines: np.ndarray  # int64 source line of each row
     rejects: list[ParseReject] = field(default_factory=list)
+    blank: int = 0  # empty lines skipped (CSV)
 
 
 @dataclass(frozen=True)
@@ -138,197 +138,187 @@ def _parquet_batches(info: FileInfo, batch_rows: int) -> Iterator[RawBatch]:
         raise FatalFileError(info.path, f"unreadable after row {done} ({exc})") from None
 
 
-def _split_line(text: str) -> list[str]:
+# -- CSV -------------------------------------------------------------------------------
+# RFC 4180, read by Python's csv module in strict mode: a quote inside a quoted field is
+# doubled, and after a closing quote only a comma or the end of the line may follow. A
+# quoted field may span lines, within bounds: a record is at most MAX_RECORD_LINES
+# physical lines and MAX_RECORD_CHARS characters. A record that breaks the rules (a
+# quote left open to the end of the file or beyond the bounds, text after a closing
+# quote) is quarantined as its first line alone, and reading resumes at the line after
+# it, so a stray quote costs one row, never the rows after it.
+MAX_RECORD_LINES = 100
+MAX_RECORD_CHARS = 1 << 20
+MAX_RAW_CHARS = 10_000  # of a rejected line kept in the quarantine file's _raw
+
+
+class _Unclosed(LoadError):
+    """A record ran past the bounds (control flow inside the reader, never raised out)."""
+
+
+class _LongLine(LoadError):
+    """The next physical line is longer than MAX_RECORD_CHARS (control flow)."""
+
+
+@dataclass
+class _Line:
+    number: int
+    text: str  # for an over-long line, its start only
+    too_long: bool = False
+
+
+class _Lines:
+    """The physical lines of a CSV file for ``csv.reader``, one record at a time.
+
+    ``current`` holds the lines the record being parsed has taken; after a bad record
+    all but its first line are handed out again (``put_back``)."""
+
+    def __init__(self, f: TextIO, first_number: int) -> None:
+        self.f = f
+        self.next_number = first_number
+        self.pending: deque[_Line] = deque()
+        self.current: list[_Line] = []
+        self.chars = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def start_record(self) -> None:
+        self.current, self.chars = [], 0
+
+    def __next__(self) -> str:
+        if len(self.current) >= MAX_RECORD_LINES or self.chars > MAX_RECORD_CHARS:
+            raise _Unclosed
+        line = self.pending.popleft() if self.pending else self._read()
+        if line is None:
+            raise StopIteration
+        if line.too_long:
+            self.pending.appendleft(line)
+            raise _LongLine
+        self.current.append(line)
+        self.chars += len(line.text)
+        return line.text
+
+    def _read(self) -> _Line | None:
+        text = self.f.readline(MAX_RECORD_CHARS + 1)
+        if not text:
+            return None
+        number = self.next_number
+        self.next_number += 1
+        if len(text) > MAX_RECORD_CHARS and not text.endswith(("\n", "\r")):
+            start = text[:MAX_RAW_CHARS]
+            while True:  # skip the rest of the line without holding it
+                more = self.f.readline(MAX_RECORD_CHARS)
+                if not more or more.endswith(("\n", "\r")):
+                    break
+            return _Line(number, start, too_long=True)
+        return _Line(number, text)
+
+    def put_back(self, lines: list[_Line]) -> None:
+        self.pending.extendleft(reversed(lines))
+
+
+def _raw(text: str) -> str:
+    text = text.rstrip("\r\n")
+    if len(text) <= MAX_RAW_CHARS:
+        return text
+    return f"{text[:MAX_RAW_CHARS]}[... {len(text) - MAX_RAW_CHARS:,} more characters]"
+
+
+def _fields_of(text: str) -> list[str]:
+    """The fields of one line read leniently, to fill the quarantine's columns."""
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        return next(csv.reader([text.rstrip("\r\n")]), [])
     except csv.Error:
         return [text]
-    return rows[0] if len(rows) == 1 else [text]
 
 
-def _fields_error(n_fields: int, expected: int, text: str) -> str:
-    if text.count('"') % 2:
-        return f"row: unbalanced quote ({n_fields} fields, expected {expected})"
+def _parse_error(message: str) -> str:
+    if "unexpected end of data" in message:
+        return "row: unbalanced quote: a quoted field is not closed before the end of the file"
+    if "expected after" in message:
+        return "row: unbalanced quote: text after a closing quote (write a quote as \"\")"
+    if "field larger than field limit" in message:
+        return f"row: a field is longer than {csv.field_size_limit():,} characters"
+    return f"row: not readable as CSV ({message})"
+
+
+def _fields_error(n_fields: int, expected: int) -> str:
     if n_fields < expected:
         return f"row: {n_fields} fields, expected {expected} (truncated line?)"
     return f"row: {n_fields} fields, expected {expected}"
 
 
 class _CsvStream:
-    """One pass over a CSV file, keeping the source line of every row."""
+    """One pass over a CSV file: every record with its first line, or a reject."""
 
     def __init__(self, info: FileInfo, batch_rows: int) -> None:
         self.info = info
         self.n_cols = len(info.columns)
         self.batch_rows = batch_rows
-        # Records the parser could not read: (record number, text), in order.
-        self.bad: list[tuple[int, str]] = []
-        self.bad_done = 0
-        # Records holding newlines: record number -> newline count, for line numbers.
-        self.extra_rec: list[int] = []
-        self.extra_nl: list[int] = []
-        self.valid_seen = 0
-        self.suspects: list[tuple[int, int]] = []  # (first line, line count)
-        self.reported = 0  # bad records already turned into rejects
-        self.recovered: list[tuple[int, list[str]]] = []  # (line, fields) read again
-
-    def _handler(self, row: pacsv.InvalidRow) -> str:
-        self.bad.append((int(row.number or 0), row.text or ""))
-        return "skip"
-
-    def _line_of_records(self, recs: np.ndarray) -> np.ndarray:
-        if not self.extra_rec:
-            return recs
-        er = np.asarray(self.extra_rec)
-        order = np.argsort(er, kind="stable")
-        er = er[order]
-        cum = np.concatenate([[0], np.cumsum(np.asarray(self.extra_nl)[order])])
-        return recs + cum[np.searchsorted(er, recs, side="left")]
-
-    def _records_of_valid(self, first: int, n: int) -> np.ndarray:
-        k = np.arange(first, first + n, dtype=np.int64)
-        if not self.bad:
-            return k + 2
-        b = np.array([r for r, _ in self.bad], dtype=np.int64)
-        before = b - 2 - np.arange(b.size)  # valid rows read before each bad record
-        return k + 2 + np.searchsorted(before, k, side="right")
+        self.rows: list[list[str]] = []
+        self.row_lines: list[int] = []
+        self.rejects: list[ParseReject] = []
+        self.blank = 0
 
     def batches(self) -> Iterator[RawBatch]:
-        read = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False,
-                                 column_names=self.info.columns, skip_rows=1)
-        parse = pacsv.ParseOptions(invalid_row_handler=self._handler,
-                                   newlines_in_values=True, ignore_empty_lines=False)
-        convert = pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in self.info.columns},
-            strings_can_be_null=False, quoted_strings_can_be_null=False)
-        try:
-            reader = pacsv.open_csv(self.info.path, read_options=read,
-                                    parse_options=parse, convert_options=convert)
-        except pa.ArrowInvalid as exc:
-            raise FatalFileError(self.info.path, f"cannot be read as CSV ({exc})") from None
-        while True:
-            try:
-                rb = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise FatalFileError(
-                    self.info.path, f"cannot be read past row {self.valid_seen} ({exc})"
-                ) from None
-            for start in range(0, rb.num_rows, self.batch_rows):
-                yield from self._batch(pa.Table.from_batches([rb.slice(start, self.batch_rows)]))
-        yield from self._finish()
-
-    def _batch(self, table: pa.Table) -> Iterator[RawBatch]:
-        n = table.num_rows
-        recs = self._records_of_valid(self.valid_seen, n)
-        self.valid_seen += n
-        newlines = np.zeros(n, dtype=np.int64)
-        blank = np.ones(n, dtype=bool)
-        for col in table.columns:
-            arr = col.combine_chunks()
-            if pc.any(pc.match_substring(arr, "\n")).as_py():
-                newlines += np.asarray(pc.count_substring(arr, "\n").to_numpy(), dtype=np.int64)
-            blank &= np.asarray(pc.equal(arr, "").to_numpy(zero_copy_only=False), dtype=bool)
-        # Bad records up to this batch: their newlines count too.
-        last_rec = int(recs[-1]) if n else 0
-        while self.bad_done < len(self.bad) and self.bad[self.bad_done][0] <= last_rec + 1:
-            rec, text = self.bad[self.bad_done]
-            if "\n" in text:
-                self.extra_rec.append(rec)
-                self.extra_nl.append(text.count("\n"))
-            self.bad_done += 1
-        multi = np.flatnonzero(newlines)
-        for i in multi.tolist():
-            self.extra_rec.append(int(recs[i]))
-            self.extra_nl.append(int(newlines[i]))
-        lines = self._line_of_records(recs)
-        keep = ~blank
-        if multi.size:
-            for i in multi.tolist():
-                if self._swallowed(table, i):
-                    self.suspects.append((int(lines[i]), int(newlines[i]) + 1))
-                    keep[i] = False
-        rejects = self._take_bad(last_rec + 1)
-        if keep.all():
-            yield RawBatch(table, lines, rejects)
-        else:
-            idx = np.flatnonzero(keep)
-            yield RawBatch(table.take(pa.array(idx)), lines[idx], rejects)
-
-    def _swallowed(self, table: pa.Table, row: int) -> bool:
-        """True when a value spanning lines holds lines that are complete rows by
-        themselves: a quote left open has swallowed them."""
-        for col in table.columns:
-            value = col[row].as_py() or ""
-            for piece in value.split("\n")[1:]:
-                if len(_split_line(piece)) >= self.n_cols - 1 and piece.count(",") >= 1:
-                    return True
-        return False
-
-    def _take_bad(self, upto_rec: int) -> list[ParseReject]:
-        """Parse rejects for bad records numbered up to ``upto_rec`` not yet reported."""
-        out: list[ParseReject] = []
-        pending = self.reported
-        while pending < self.bad_done and self.bad[pending][0] <= upto_rec:
-            rec, text = self.bad[pending]
-            line = int(self._line_of_records(np.array([rec]))[0])
-            out.extend(self._rejects_for(line, text))
-            pending += 1
-        self.reported = pending
-        return out
-
-    def _rejects_for(self, line: int, text: str) -> list[ParseReject]:
-        """A bad record; when it spans lines, each line is judged on its own."""
-        pieces = text.split("\n")
-        out = []
-        for j, piece in enumerate(pieces):
-            piece = piece.rstrip("\r")
-            fields = _split_line(piece)
-            if j > 0 and not piece.strip():
-                continue
-            if j > 0 and len(fields) == self.n_cols:
-                self.recovered.append((line + j, fields))
-                continue
-            out.append(ParseReject(line + j, fields,
-                                   _fields_error(len(fields), self.n_cols, piece), piece))
-        return out
-
-    def _finish(self) -> Iterator[RawBatch]:
-        for rec, text in self.bad[self.bad_done:]:
-            if "\n" in text:
-                self.extra_rec.append(rec)
-                self.extra_nl.append(text.count("\n"))
-        self.bad_done = len(self.bad)
-        rejects = self._take_bad(1 << 62)
-        if self.suspects:
-            rejects.extend(self._reread_suspects())
-        if self.recovered or rejects:
-            self.recovered.sort()
-            cols = {c: [f[i] for _, f in self.recovered]
-                    for i, c in enumerate(self.info.columns)}
-            table = pa.table({c: pa.array(v, pa.string()) for c, v in cols.items()})
-            lines = np.array([ln for ln, _ in self.recovered], dtype=np.int64)
-            yield RawBatch(table, lines, rejects)
-
-    def _reread_suspects(self) -> list[ParseReject]:
-        """Read the lines of swallowing rows again and judge each line on its own."""
-        wanted: dict[int, int] = {}
-        for first, count in self.suspects:
-            for j in range(count):
-                wanted[first + j] = first
-        out: list[ParseReject] = []
         with self.info.path.open("r", encoding="utf-8-sig", newline="") as f:
-            for number, raw in enumerate(f, start=1):
-                if number not in wanted:
-                    continue
-                text = raw.rstrip("\r\n")
-                fields = _split_line(text)
-                if number != wanted[number] and len(fields) == self.n_cols:
-                    self.recovered.append((number, fields))
-                elif number != wanted[number] and not text.strip():
-                    continue
+            f.readline()  # the header, read by inspect()
+            lines = _Lines(f, 2)
+            reader = csv.reader(lines, strict=True)
+            while True:
+                lines.start_record()
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    self._reject_first(lines, _parse_error(str(exc)))
+                except _Unclosed:
+                    self._reject_first(lines, (
+                        "row: unbalanced quote: a quoted field is not closed within "
+                        f"{MAX_RECORD_LINES} lines or {MAX_RECORD_CHARS:,} characters"))
+                except _LongLine:
+                    if lines.current:
+                        self._reject_first(lines, (
+                            "row: unbalanced quote: a quoted field is not closed before "
+                            f"line {lines.pending[0].number}, which is too long"))
+                    else:
+                        long = lines.pending.popleft()
+                        self.rejects.append(ParseReject(
+                            long.number, [], f"row: the line is longer than "
+                            f"{MAX_RECORD_CHARS:,} characters", _raw(long.text)))
                 else:
-                    out.append(ParseReject(number, fields,
-                                           _fields_error(len(fields), self.n_cols, text), text))
-        return out
+                    self._record(lines.current, record)
+                if len(self.rows) + len(self.rejects) >= self.batch_rows:
+                    yield self._flush()
+        if self.rows or self.rejects or self.blank:
+            yield self._flush()
+
+    def _record(self, taken: list[_Line], record: list[str]) -> None:
+        if not record:  # an empty line is not a row
+            self.blank += 1
+            return
+        first = taken[0].number
+        if len(record) != self.n_cols:
+            raw = "".join(x.text for x in taken)
+            self.rejects.append(ParseReject(first, record,
+                                            _fields_error(len(record), self.n_cols), _raw(raw)))
+            return
+        self.rows.append(record)
+        self.row_lines.append(first)
+
+    def _reject_first(self, lines: _Lines, error: str) -> None:
+        """The record being read is bad: its first line is rejected, the others are read
+        again as records of their own."""
+        first, rest = lines.current[0], lines.current[1:]
+        self.rejects.append(ParseReject(first.number, _fields_of(first.text), error,
+                                        _raw(first.text)))
+        lines.put_back(rest)
+
+    def _flush(self) -> RawBatch:
+        cols = list(zip(*self.rows)) if self.rows else [()] * self.n_cols
+        table = pa.table({c: pa.array(v, pa.string()) for c, v in zip(self.info.columns, cols)})
+        batch = RawBatch(table, np.array(self.row_lines, dtype=np.int64), self.rejects,
+                         self.blank)
+        self.rows, self.row_lines, self.rejects, self.blank = [], [], [], 0
+        return batch

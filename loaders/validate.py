@@ -29,6 +29,9 @@ ISO_RE = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{
           r"(Z|z|[+-][0-9]{2}:?[0-9]{2})?$")
 TS_LIMIT_MS = 8_640_000_000_000_000  # the range of ECMAScript dates, ±273,790 years
 
+CONTROL_RE = r"[\x00-\x1f\x7f]"  # no line breaks, tabs or NULs in an id
+MAX_CELL_CHARS = 65_536  # characters of one text value; longer values reject the row
+
 # Value rules beyond the type: (low, high) bounds, allowed values, or a pattern.
 BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "amount": (0, None), "limit": (0, None), "balance": (None, None),
@@ -121,6 +124,9 @@ def _key(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     errs.add(missing, col, lambda v: f"{name}: missing")
     long = _mask(pc.greater(length, MAX_ID_LENGTH))
     errs.add(long, col, lambda v: f"{name}: longer than {MAX_ID_LENGTH} characters")
+    control = _mask(pc.match_substring_regex(text, CONTROL_RE)) & ~long
+    errs.add(control, col, lambda v: (
+        f"{name}: {_short(v)} holds a line break or another control character"))
     values = text.to_numpy(zero_copy_only=False)
     if missing.any():
         values = values.copy()
@@ -130,7 +136,7 @@ def _key(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
 
 def _property(name: str, kind: PropType, col: pa.Array, errs: _Errors) -> np.ndarray:
     if kind is PropType.STR:
-        values = _string(col)
+        values = _string(name, col, errs)
     elif kind is PropType.FLOAT:
         values = _float(name, col, errs)
     elif kind is PropType.TS:
@@ -143,8 +149,13 @@ def _property(name: str, kind: PropType, col: pa.Array, errs: _Errors) -> np.nda
     return values
 
 
-def _string(col: pa.Array) -> np.ndarray:
+def _string(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     text = _as_text(col)
+    long = _mask(pc.greater(pc.utf8_length(text), MAX_CELL_CHARS))
+    if long.any():
+        errs.add(long, col, lambda v: (
+            f"{name}: longer than {MAX_CELL_CHARS:,} characters ({len(v):,})"))
+        text = pc.if_else(pa.array(long), pa.scalar(None, pa.string()), text)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     return text.to_numpy(zero_copy_only=False)
 

@@ -218,8 +218,10 @@ def test_bom_crlf_blank_lines_and_extra_columns(store: GraphStore, tmp_path: Pat
              "u3,\"Cy\r\nDee\",40\r\nu4,Ed,41\r\n,,\r\n")
     reports = _load(store, tmp_path, {"users.csv": users})
     r = reports["users.csv"]
-    assert (r.rows, r.loaded, r.rejected) == (4, 4, 0)
+    # The line of commas is a row without an id (rejected); the empty line is not a row.
+    assert (r.rows, r.loaded, r.rejected) == (5, 4, 1)
     assert any("shoe_size" in w for w in r.warnings)
+    assert any("1 empty line skipped" in w for w in r.warnings)
     assert store.counts()["nodes"]["User"] == 4
 
 
@@ -252,3 +254,97 @@ def test_quarantine_is_rewritten_not_appended(store: GraphStore, tmp_path: Path)
     assert len(_rejected(tmp_path, "paid.csv")) == 1
     _load(store, tmp_path, {"paid.csv": "src,dst,id,amount\nu1,m1,p1,1\n"})
     assert _rejected(tmp_path, "paid.csv") == []
+
+
+# -- issue 15: one RFC 4180 parser, every data line counted --------------------------------
+def _only(store: GraphStore, tmp_path: Path, name: str, content: str | bytes
+          ) -> FileReport:
+    directory = _write(tmp_path / "only", {name: content})
+    reports = load_directory(store, directory, LoadOptions(tmp_path / "quarantine"))
+    for r in reports:
+        assert r.rows == r.loaded + r.rejected, r
+    return reports[0]
+
+
+def test_d1_open_quote_in_all_quoted_file_costs_one_row(store: GraphStore, tmp_path: Path
+                                                       ) -> None:
+    users = '"id","name","city"\n"x1","A","C"\n"x2,Open,C\n"x3","B","C"\n"x4","D","C"\n'
+    r = _only(store, tmp_path, "users.csv", users)
+    assert (r.rows, r.loaded, r.rejected) == (4, 3, 1)
+    [bad] = _rejected(tmp_path, "users.csv")
+    assert bad["_line"] == "3" and "quote" in bad["_error"] and bad["_raw"] == '"x2,Open,C'
+    got = store.get_nodes("User", ["x1", "x3", "x4"])
+    assert all(n is not None for n in got)
+    assert store.counts()["nodes"]["User"] == 3  # no id with a newline in it
+
+
+def test_d2_open_quote_in_one_column_file_does_not_swallow_the_rest(
+        store: GraphStore, tmp_path: Path) -> None:
+    r = _only(store, tmp_path, "phones.csv", 'id\n+861\n"+862\n+863\n+864\n+865\n')
+    assert (r.rows, r.loaded, r.rejected) == (5, 4, 1)
+    assert [x["_line"] for x in _rejected(tmp_path, "phones.csv")] == ["3"]
+    assert all(n is not None for n in store.get_nodes("Phone", ["+861", "+863", "+864",
+                                                                "+865"]))
+    assert store.counts()["nodes"]["Phone"] == 4
+
+
+def test_d2_empty_key_lines_are_counted_and_quarantined(store: GraphStore, tmp_path: Path
+                                                       ) -> None:
+    lines = [f"+86{i}" for i in range(100)]
+    for i in range(0, 100, 10):
+        lines[i] = '""'
+    r = _only(store, tmp_path, "phones.csv", "id\n" + "\n".join(lines) + "\n\n")
+    assert (r.rows, r.loaded, r.rejected) == (100, 90, 10)
+    assert {x["_error"] for x in _rejected(tmp_path, "phones.csv")} == {"id: missing"}
+    assert any("1 empty line skipped" in w for w in r.warnings)
+
+
+def test_d8_quoted_field_spanning_lines_with_commas_loads(store: GraphStore, tmp_path: Path
+                                                         ) -> None:
+    users = 'id,name,city\nx1,"a, b, c\nd, e, f",Beijing\nx2,ok,Beijing\n'
+    r = _only(store, tmp_path, "users.csv", users)
+    assert (r.rows, r.loaded, r.rejected) == (2, 2, 0)
+    x1 = store.get_nodes("User", ["x1"])[0]
+    assert x1 is not None and x1.properties["name"] == "a, b, c\nd, e, f"
+
+
+def test_quoted_id_with_a_line_break_is_rejected(store: GraphStore, tmp_path: Path) -> None:
+    r = _only(store, tmp_path, "phones.csv", 'id\n+861\n"+862\n+863"\n+864\n')
+    assert (r.rows, r.loaded, r.rejected) == (3, 2, 1)
+    [bad] = _rejected(tmp_path, "phones.csv")
+    assert bad["_line"] == "3" and "line break" in bad["_error"]
+
+
+def test_open_quote_is_bounded_and_reading_resumes(store: GraphStore, tmp_path: Path) -> None:
+    from loaders.reader import MAX_RECORD_LINES
+
+    body = [f"u{i},n{i},c" for i in range(MAX_RECORD_LINES + 50)]
+    body[5] = 'u5,"open,c'
+    body[-1] = 'u_last,"closes late",c'  # a quote far below must not pair with line 7
+    r = _only(store, tmp_path, "users.csv", "id,name,city\n" + "\n".join(body) + "\n")
+    assert (r.rows, r.loaded, r.rejected) == (len(body), len(body) - 1, 1)
+    [bad] = _rejected(tmp_path, "users.csv")
+    assert bad["_line"] == "7" and "quote" in bad["_error"]
+
+
+def test_text_after_closing_quote_is_rejected_not_merged(store: GraphStore, tmp_path: Path
+                                                        ) -> None:
+    r = _only(store, tmp_path, "users.csv", 'id,name\nu1,"Ann"ie\nu2,Bo\n')
+    assert (r.rows, r.loaded, r.rejected) == (2, 1, 1)
+    assert "after a closing quote" in _rejected(tmp_path, "users.csv")[0]["_error"]
+
+
+def test_d11_a_huge_cell_is_quarantined_with_a_bounded_raw(store: GraphStore, tmp_path: Path
+                                                          ) -> None:
+    from loaders.reader import MAX_RAW_CHARS
+    from loaders.validate import MAX_CELL_CHARS
+
+    big = "x" * (10 << 20)
+    mid = "y" * (MAX_CELL_CHARS + 1)
+    users = f"id,name\nu1,Ann\nu2,{big}\nu3,{mid}\nu4,Dee\n"
+    r = _only(store, tmp_path, "users.csv", users)
+    assert (r.rows, r.loaded, r.rejected) == (4, 2, 2)
+    rows = {x["_line"]: x for x in _rejected(tmp_path, "users.csv")}
+    assert "longer than" in rows["3"]["_error"] and len(rows["3"]["_raw"]) < MAX_RAW_CHARS + 100
+    assert rows["4"]["_error"].startswith("name: longer than")
+    assert store.get_nodes("User", ["u2", "u3"]) == [None, None]
