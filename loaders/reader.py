@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -149,6 +150,7 @@ def _parquet_batches(info: FileInfo, batch_rows: int) -> Iterator[RawBatch]:
 MAX_RECORD_LINES = 100
 MAX_RECORD_CHARS = 1 << 20
 MAX_RAW_CHARS = 10_000  # of a rejected line kept in the quarantine file's _raw
+BLOCK_CHARS = 1 << 20  # read at a time; a block without quotes is split directly
 
 
 class _Unclosed(LoadError):
@@ -205,13 +207,20 @@ class _Lines:
         number = self.next_number
         self.next_number += 1
         if len(text) > MAX_RECORD_CHARS and not text.endswith(("\n", "\r")):
-            start = text[:MAX_RAW_CHARS]
-            while True:  # skip the rest of the line without holding it
-                more = self.f.readline(MAX_RECORD_CHARS)
-                if not more or more.endswith(("\n", "\r")):
-                    break
-            return _Line(number, start, too_long=True)
+            self.next_number -= 1
+            return self.skip_long(text)
         return _Line(number, text)
+
+    def skip_long(self, start: str) -> _Line:
+        """The over-long line beginning with ``start``: the rest of it is read and dropped,
+        so that it is never held whole."""
+        while True:
+            more = self.f.readline(MAX_RECORD_CHARS)
+            if not more or more.endswith(("\n", "\r")):
+                break
+        line = _Line(self.next_number, start[:MAX_RAW_CHARS], too_long=True)
+        self.next_number += 1
+        return line
 
     def put_back(self, lines: list[_Line]) -> None:
         self.pending.extendleft(reversed(lines))
@@ -266,33 +275,89 @@ class _CsvStream:
             lines = _Lines(f, 2)
             reader = csv.reader(lines, strict=True)
             while True:
-                lines.start_record()
-                try:
-                    record = next(reader)
-                except StopIteration:
+                if not lines.pending and not self._next_block(f, lines):
                     break
-                except csv.Error as exc:
-                    self._reject_first(lines, _parse_error(str(exc)))
-                except _Unclosed:
-                    self._reject_first(lines, (
-                        "row: unbalanced quote: a quoted field is not closed within "
-                        f"{MAX_RECORD_LINES} lines or {MAX_RECORD_CHARS:,} characters"))
-                except _LongLine:
-                    if lines.current:
-                        self._reject_first(lines, (
-                            "row: unbalanced quote: a quoted field is not closed before "
-                            f"line {lines.pending[0].number}, which is too long"))
-                    else:
-                        long = lines.pending.popleft()
-                        self.rejects.append(ParseReject(
-                            long.number, [], f"row: the line is longer than "
-                            f"{MAX_RECORD_CHARS:,} characters", _raw(long.text)))
-                else:
-                    self._record(lines.current, record)
+                while lines.pending:
+                    self._one_record(lines, reader)
+                    if len(self.rows) + len(self.rejects) >= self.batch_rows:
+                        yield from self._flush()
                 if len(self.rows) + len(self.rejects) >= self.batch_rows:
-                    yield self._flush()
+                    yield from self._flush()
         if self.rows or self.rejects or self.blank:
-            yield self._flush()
+            yield from self._flush()
+
+    def _next_block(self, f: TextIO, lines: _Lines) -> bool:
+        """Read the next block of whole lines. A block without a quote is split here (the
+        parser's rules reduce to splitting at commas); other blocks are handed to the
+        parser line by line. False at the end of the file."""
+        block = f.read(BLOCK_CHARS)
+        if not block:
+            return False
+        if not block.endswith("\n"):
+            block += f.readline(MAX_RECORD_CHARS + 1)
+        texts = list(io.StringIO(block, newline=""))
+        long = len(texts[-1]) > MAX_RECORD_CHARS and not texts[-1].endswith(("\n", "\r"))
+        if long:
+            texts.pop()
+        first = lines.next_number
+        lines.next_number += len(texts)
+        done = self._parse_block(texts, first)
+        for k in range(done, len(texts)):
+            lines.pending.append(_Line(first + k, texts[k]))
+        if long:
+            lines.pending.append(lines.skip_long(block[-MAX_RECORD_CHARS - 1:]))
+        return True
+
+    def _parse_block(self, texts: list[str], first: int) -> int:
+        """Parse whole records of a block; the number of lines they took. It stops at the
+        first record that is bad, too long or runs past the block: the lines from there
+        on are read again one at a time, within the bounds (``_one_record``)."""
+        reader = csv.reader(texts, strict=True)
+        n, pos = self.n_cols, 0
+        rows, row_lines = self.rows, self.row_lines
+        while True:
+            try:
+                record = next(reader)
+            except (StopIteration, csv.Error):
+                return pos
+            end = reader.line_num
+            if end - pos > MAX_RECORD_LINES:
+                return pos
+            if len(record) == n:
+                rows.append(record)
+                row_lines.append(first + pos)
+            elif not record:
+                self.blank += 1
+            else:
+                raw = texts[pos] if end - pos == 1 else "".join(texts[pos:end])
+                self.rejects.append(ParseReject(first + pos, record,
+                                                _fields_error(len(record), n), _raw(raw)))
+            pos = end
+
+    def _one_record(self, lines: _Lines, reader: Any) -> None:
+        lines.start_record()
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            self._reject_first(lines, _parse_error(str(exc)))
+        except _Unclosed:
+            self._reject_first(lines, (
+                "row: unbalanced quote: a quoted field is not closed within "
+                f"{MAX_RECORD_LINES} lines or {MAX_RECORD_CHARS:,} characters"))
+        except _LongLine:
+            if lines.current:
+                self._reject_first(lines, (
+                    "row: unbalanced quote: a quoted field is not closed before "
+                    f"line {lines.pending[0].number}, which is too long"))
+            else:
+                long = lines.pending.popleft()
+                self.rejects.append(ParseReject(
+                    long.number, [], f"row: the line is longer than "
+                    f"{MAX_RECORD_CHARS:,} characters", _raw(long.text)))
+        else:
+            self._record(lines.current, record)
 
     def _record(self, taken: list[_Line], record: list[str]) -> None:
         if not record:  # an empty line is not a row
@@ -315,10 +380,15 @@ class _CsvStream:
                                         _raw(first.text)))
         lines.put_back(rest)
 
-    def _flush(self) -> RawBatch:
-        cols = list(zip(*self.rows)) if self.rows else [()] * self.n_cols
-        table = pa.table({c: pa.array(v, pa.string()) for c, v in zip(self.info.columns, cols)})
-        batch = RawBatch(table, np.array(self.row_lines, dtype=np.int64), self.rejects,
-                         self.blank)
+    def _flush(self) -> Iterator[RawBatch]:
+        """The rows read so far in batches of ``batch_rows``; the rejects with the last."""
+        size = max(1, self.batch_rows)
+        for start in range(0, max(len(self.rows), 1), size):
+            rows = self.rows[start:start + size]
+            cols = [list(c) for c in zip(*rows)] if rows else [[]] * self.n_cols
+            table = pa.table({c: pa.array(v, pa.string())
+                              for c, v in zip(self.info.columns, cols)})
+            lines = np.array(self.row_lines[start:start + size], dtype=np.int64)
+            last = start + size >= len(self.rows)
+            yield RawBatch(table, lines, self.rejects if last else [], self.blank if last else 0)
         self.rows, self.row_lines, self.rejects, self.blank = [], [], [], 0
-        return batch
