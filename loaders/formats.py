@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from graph.model import CREDIT_PROPERTIES, NODE_TYPES, REL_TYPES, PropType
+from graph.model import CREDIT_PROPERTIES, NODE_TYPES, REL_TYPES, SCORE_PROPERTIES, PropType
 
 # Node files are the lower-case plural of the label, relationship files the lower-case type.
 NODE_FILES: dict[str, str] = {
@@ -45,9 +45,15 @@ class FileSpec:
         return (*self.key_columns, *self.properties)
 
 
+# Written by the model only (gnn/): a file cannot set a user's scores.
+RESERVED_COLUMNS: frozenset[str] = frozenset(SCORE_PROPERTIES)
+
+
 def _specs() -> list[FileSpec]:
     specs = [
-        FileSpec(stem, "nodes", label, ("id",), dict(NODE_TYPES[label].properties))
+        FileSpec(stem, "nodes", label, ("id",),
+                 {k: v for k, v in NODE_TYPES[label].properties.items()
+                  if k not in RESERVED_COLUMNS})
         for label, stem in NODE_FILES.items()
     ]
     specs.append(FileSpec(CREDIT_FILE, "credit", "User", ("id",), dict(CREDIT_PROPERTIES)))

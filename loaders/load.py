@@ -24,11 +24,13 @@ import pyarrow as pa
 
 from graph.model import REL_TYPES
 from graph.store import GraphStore
-from loaders.errors import FatalFileError, IncompleteLoadError
-from loaders.formats import EXTENSIONS, SPECS, FileSpec, spec_for
+from loaders.errors import FatalFileError, IncompleteLoadError, LoadError
+from loaders.formats import EXTENSIONS, RESERVED_COLUMNS, SPECS, FileSpec, spec_for
 from loaders.quarantine import Quarantine
-from loaders.reader import FileInfo, RawBatch, inspect, iter_batches
+from loaders.reader import FileInfo, RawBatch, check_parquet, inspect, iter_batches
 from loaders.validate import Validated, store_columns, validate
+
+MAX_BATCH_SIZE = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class LoadOptions:
     progress: bool = False
     validate: bool = True  # False only for benchmarks measuring the cost of validation
     read_ahead: int = 2  # batches read and validated while the store writes; 0: none
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise LoadError(f"batch size {self.batch_size} is out of range; give a number "
+                            f"of rows from 1 to {MAX_BATCH_SIZE:,} (default 100,000)")
 
 
 @dataclass
@@ -106,6 +113,9 @@ def plan_file(path: Path, spec: FileSpec) -> PlannedFile:
             path, f"missing required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(missing)}; the header has {', '.join(info.columns)}")
     ignored = tuple(c for c in info.columns if c not in spec.columns)
+    if info.rows is not None:  # Parquet: only the columns loaded are read, all checked
+        info = FileInfo(info.path, [c for c in info.columns if c in spec.columns], info.rows)
+        check_parquet(info)
     return PlannedFile(spec, info, ignored)
 
 
@@ -128,10 +138,15 @@ def load_file(store: GraphStore, planned: PlannedFile, options: LoadOptions,
     foreign formats); quarantined rows keep the file's own columns."""
     spec, info = planned.spec, planned.info
     report = FileReport(info.path.name)
-    if planned.ignored_columns:
+    reserved = [c for c in planned.ignored_columns if c in RESERVED_COLUMNS]
+    other = [c for c in planned.ignored_columns if c not in RESERVED_COLUMNS]
+    if reserved:
         report.warnings.append(
-            f"{info.path.name}: columns not in the format, not loaded: "
-            f"{', '.join(planned.ignored_columns)}")
+            f"{info.path.name}: columns written by the model only, not loaded: "
+            f"{', '.join(reserved)}")
+    if other:
+        report.warnings.append(
+            f"{info.path.name}: columns not in the format, not loaded: {', '.join(other)}")
     quarantine = Quarantine(options.quarantine_dir, info.path, info.columns)
     started = time.perf_counter()
     bar = _progress(options, info)

@@ -81,5 +81,9 @@ class Quarantine:
 
 def _text_values(col: pa.ChunkedArray) -> list[str]:
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        col = col.cast(pa.string())
+        try:
+            col = col.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # e.g. a timestamp outside the dates text can show: its stored integer
+            col = col.cast(pa.int64()).cast(pa.string())
     return ["" if v is None else v for v in col.to_pylist()]

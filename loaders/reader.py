@@ -128,10 +128,46 @@ def iter_batches(info: FileInfo, batch_rows: int) -> Iterator[RawBatch]:
         yield from _CsvStream(info, batch_rows).batches()
 
 
+def _readable_type(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _readable_type(t.value_type)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_integer(t) or pa.types.is_floating(t)
+                or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+                or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_null(t))
+
+
+def check_parquet(info: FileInfo) -> None:
+    """Raise unless every column of ``info`` has a type the loader reads and every data
+    page of those columns decodes: part of the pre-pass, so that a damaged page stops
+    the load before anything is written."""
+    try:
+        pf = pq.ParquetFile(info.path)
+        schema = pf.schema_arrow
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
+        raise FatalFileError(info.path, f"not a readable Parquet file ({exc})") from None
+    for name in info.columns:
+        t = schema.field(name).type
+        if not _readable_type(t):
+            raise FatalFileError(
+                info.path, f"column {name!r} has the Parquet/Arrow type {t}, which the "
+                "format does not take; write text as UTF-8 strings and numbers and times "
+                "as numbers, timestamps or dates (docs/data-format.md)")
+    done = 0
+    try:
+        for rb in pf.iter_batches(batch_size=65_536, columns=info.columns):
+            done += rb.num_rows
+    except Exception as exc:  # noqa: BLE001 - a damaged page raises OSError or ArrowInvalid
+        raise FatalFileError(
+            info.path, f"a data page after row {done} cannot be read ({exc}); nothing was "
+            "loaded: export the file again") from None
+
+
 def _parquet_batches(info: FileInfo, batch_rows: int) -> Iterator[RawBatch]:
     done = 0
     try:
-        for rb in pq.ParquetFile(info.path).iter_batches(batch_size=batch_rows):
+        for rb in pq.ParquetFile(info.path).iter_batches(batch_size=batch_rows,
+                                                         columns=info.columns):
             table = pa.Table.from_batches([rb])
             yield RawBatch(table, np.arange(done + 1, done + 1 + rb.num_rows, dtype=np.int64))
             done += rb.num_rows

@@ -30,6 +30,7 @@ ISO_RE = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{
 TS_LIMIT_MS = 8_640_000_000_000_000  # the range of ECMAScript dates, ±273,790 years
 
 CONTROL_RE = r"[\x00-\x1f\x7f]"  # no line breaks, tabs or NULs in an id
+MAX_EXACT_INT = 2**53
 MAX_CELL_CHARS = 65_536  # characters of one text value; longer values reject the row
 
 # Value rules beyond the type: (low, high) bounds, allowed values, or a pattern.
@@ -75,9 +76,19 @@ class _Errors:
         if not idx.size:
             return
         self.bad[idx] = True
-        values = original.take(pa.array(idx)).to_pylist()
+        values = _plain(original.take(pa.array(idx))).to_pylist()
         for i, v in zip(idx.tolist(), values):
             self.msgs.setdefault(i, []).append(message(v))
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    """Times as their stored integers, which any value can be told as (a timestamp far
+    outside Python's dates cannot become a datetime)."""
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date64(arr.type):
+        return arr.cast(pa.int64())
+    if pa.types.is_date32(arr.type):
+        return arr.cast(pa.int32())
+    return arr
 
 
 def _mask(arr: pa.Array) -> np.ndarray:
@@ -162,7 +173,9 @@ def _string(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
 
 def _to_float_array(arr: pa.Array) -> np.ndarray:
     # A writable copy: later checks blank out rejected values in place.
-    return np.array(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False),
+    # Integers beyond 2**53 are rounded here (and rejected by the range checks after).
+    exact = not (pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type))
+    return np.array(pc.cast(arr, pa.float64(), safe=exact).to_numpy(zero_copy_only=False),
                     dtype=np.float64)
 
 
@@ -170,7 +183,7 @@ def _float(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         values = _to_float_array(col)
     else:
-        text = _numeric_nulls(_as_text(col))
+        text = _unsigned(_numeric_nulls(_as_text(col)))
         try:
             values = _to_float_array(text)
         except pa.ArrowInvalid:
@@ -185,8 +198,14 @@ def _float(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     return values
 
 
+def _unsigned(text: pa.Array) -> pa.Array:
+    """Text without a leading ``+`` (allowed by the format, not by Arrow's casts)."""
+    return pc.replace_substring_regex(text, r"^\+", "")
+
+
 def _int_from_text(name: str, text: pa.Array, col: pa.Array, errs: _Errors) -> np.ndarray:
     """float64 holding integers (NaN for missing and rejected values)."""
+    text = _unsigned(text)
     try:
         return _to_float_array(pc.cast(text, pa.int64()))
     except (pa.ArrowInvalid, OverflowError):
@@ -200,17 +219,23 @@ def _int_from_text(name: str, text: pa.Array, col: pa.Array, errs: _Errors) -> n
 
 
 def _int(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
-    if pa.types.is_integer(col.type):
-        return _to_float_array(col)
-    if pa.types.is_floating(col.type):
+    if pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
         values = _to_float_array(col)
-        frac = ~np.isnan(values) & (values != np.floor(values))
+    elif pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+        values = _to_float_array(col)
+        with np.errstate(invalid="ignore"):
+            frac = ~np.isnan(values) & np.isfinite(values) & (values != np.floor(values))
         errs.add(frac, col, lambda v: f"{name}: {_short(v)} is not an integer")
         values[frac] = np.nan
-        return values
-    if pa.types.is_boolean(col.type):
-        return _to_float_array(col)
-    return _int_from_text(name, _numeric_nulls(_as_text(col)), col, errs)
+    else:
+        values = _int_from_text(name, _numeric_nulls(_as_text(col)), col, errs)
+    # Beyond 2**53 a float64 no longer holds every integer, and an infinity none.
+    with np.errstate(invalid="ignore"):
+        huge = ~np.isnan(values) & ~(np.abs(values) <= MAX_EXACT_INT)
+    errs.add(huge, col, lambda v: (
+        f"{name}: {_short(v)} is out of range (integers up to ±{MAX_EXACT_INT:,})"))
+    values[huge] = np.nan
+    return values
 
 
 def _bool(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
@@ -232,9 +257,11 @@ def _bool(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
 def _timestamp(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     """Epoch milliseconds (float64, NaN for missing) from integers or ISO-8601 text."""
     if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-        ms = pc.cast(pc.cast(col, pa.timestamp("ms", tz=getattr(col.type, "tz", None))),
-                     pa.int64())
-        return _to_float_array(ms)
+        values = _temporal_ms(col)
+        out_of_range = ~np.isnan(values) & (np.abs(values) > TS_LIMIT_MS)
+        errs.add(out_of_range, col, lambda v: f"{name}: {_short(v)} is out of range")
+        values[out_of_range] = np.nan
+        return values
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         values = _int(name, col, errs)
     else:
@@ -249,6 +276,23 @@ def _timestamp(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     errs.add(out_of_range, col, lambda v: f"{name}: {_short(v)} is out of range")
     values[out_of_range] = np.nan
     return values
+
+
+_MS_PER_UNIT = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
+
+
+def _temporal_ms(col: pa.Array) -> np.ndarray:
+    """Epoch milliseconds of an Arrow timestamp or date column, in float64, so that no
+    value can overflow on the way (the range is checked after)."""
+    if pa.types.is_date32(col.type):
+        factor = 86_400_000.0
+    elif pa.types.is_date64(col.type):
+        factor = 1.0
+    else:
+        factor = _MS_PER_UNIT[col.type.unit]
+    raw = _to_float_array(pc.cast(col, pa.int64() if not pa.types.is_date32(col.type)
+                                  else pa.int32()))
+    return np.floor(raw * factor)
 
 
 def _iso_ms(name: str, text: pa.Array, rows: np.ndarray, col: pa.Array, errs: _Errors

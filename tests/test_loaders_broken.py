@@ -348,3 +348,117 @@ def test_d11_a_huge_cell_is_quarantined_with_a_bounded_raw(store: GraphStore, tm
     assert "longer than" in rows["3"]["_error"] and len(rows["3"]["_raw"]) < MAX_RAW_CHARS + 100
     assert rows["4"]["_error"].startswith("name: longer than")
     assert store.get_nodes("User", ["u2", "u3"]) == [None, None]
+
+
+def test_d4_signed_epoch_milliseconds_load(store: GraphStore, tmp_path: Path) -> None:
+    users = "id,signup_ts,fraud_ts\nu1,+1704067200000,-5\nu2,+12x,\n"
+    r = _only(store, tmp_path, "users.csv", users)
+    assert (r.rows, r.loaded, r.rejected) == (2, 1, 1)
+    u1 = store.get_nodes("User", ["u1"])[0]
+    assert u1 is not None and u1.properties["signup_ts"] == 1704067200000
+    assert u1.properties["fraud_ts"] == -5
+    assert "signup_ts:" in _rejected(tmp_path, "users.csv")[0]["_error"]
+
+
+def _parquet(directory: Path, name: str, table: object) -> None:
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, directory / name)  # type: ignore[arg-type]
+
+
+def test_d3_huge_or_infinite_integers_in_parquet_are_rejected(store: GraphStore,
+                                                              tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    directory = _write(tmp_path / "in", {"users.csv": USERS,
+                                         "devices.csv": "id\nd1\nd2\nd3\nd4\n"})
+    _parquet(directory, "uses.parquet", pa.table({
+        "src": ["u1", "u1", "u2", "u3"], "dst": ["d1", "d2", "d3", "d4"],
+        "sessions": pa.array([3.0, float("inf"), 1e30, float("-inf")])}))
+    reports = load_directory(store, directory, LoadOptions(tmp_path / "quarantine"))
+    r = {x.file: x for x in reports}["uses.parquet"]
+    assert (r.rows, r.loaded, r.rejected) == (4, 1, 3)
+    errors = [x["_error"] for x in _rejected(tmp_path, "uses.parquet")]
+    assert all(e.startswith("sessions:") and "out of range" in e for e in errors), errors
+    rels = list(store.relationships("USES", ["u1", "u2", "u3"]))
+    assert [x.properties.get("sessions") for x in rels] == [3]
+
+
+@pytest.mark.parametrize("column", [
+    "list", "struct", "invalid_utf8_binary",
+])
+def test_d5_unexpected_parquet_types_are_fatal_before_writing(
+        store: GraphStore, tmp_path: Path, column: str) -> None:
+    import pyarrow as pa
+
+    value = {"list": pa.array([[1, 2]]), "struct": pa.array([{"a": 1}]),
+             "invalid_utf8_binary": pa.array([b"\xff\xfe"], pa.binary())}[column]
+    directory = _write(tmp_path / "in", {"merchants.csv": MERCHANTS})
+    _parquet(directory, "users.parquet", pa.table({"id": value, "name": ["x"]}))
+    with pytest.raises(FatalFileError, match=r"users.parquet: column 'id' has"):
+        load_directory(store, directory, LoadOptions(tmp_path / "quarantine"))
+    assert sum(store.counts()["nodes"].values()) == 0
+
+
+def test_d6_out_of_range_parquet_times_are_rejected(store: GraphStore, tmp_path: Path
+                                                    ) -> None:
+    import pyarrow as pa
+
+    directory = tmp_path / "in"
+    _parquet(directory, "users.parquet", pa.table({
+        "id": ["u1", "u2", "u3", "u4"],
+        "signup_ts": pa.array([2**62, 1000, -(2**62), 5], pa.timestamp("ms")),
+        "fraud_ts": pa.array([2**62, 7, 8, 2**40], pa.int64())}))
+    reports = load_directory(store, directory, LoadOptions(tmp_path / "quarantine"))
+    r = reports[0]
+    assert (r.rows, r.loaded, r.rejected) == (4, 2, 2)
+    u2, u4 = store.get_nodes("User", ["u2", "u4"])
+    assert u2 is not None and u2.properties["signup_ts"] == 1000
+    assert u4 is not None and u4.properties["fraud_ts"] == 2**40
+    rows = {x["id"]: x for x in _rejected(tmp_path, "users.parquet")}
+    assert set(rows) == {"u1", "u3"}
+    assert "out of range" in rows["u1"]["_error"] and str(2**62) in rows["u1"]["signup_ts"]
+
+
+def test_d7_corrupt_parquet_page_stops_the_load_before_writing(
+        store: GraphStore, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory = _write(tmp_path / "in", {"users.csv": USERS, "merchants.csv": MERCHANTS})
+    n = 50_000
+    path = directory / "paid.parquet"
+    pq.write_table(pa.table({"src": ["u1"] * n, "dst": ["m1"] * n,
+                             "id": [f"p{i}" for i in range(n)],
+                             "amount": pa.array([float(i) for i in range(n)])}),
+                   path, compression="none", row_group_size=n, data_page_size=4096)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    middle = (len(data) - footer) // 2
+    data[middle:middle + 4096] = b"\xff" * 4096  # a data page, the footer intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(FatalFileError, match=r"paid.parquet: .*cannot be read"):
+        load_directory(store, directory, LoadOptions(tmp_path / "quarantine"))
+    assert sum(store.counts()["nodes"].values()) == 0
+
+
+@pytest.mark.parametrize("size", [-1, 0])
+def test_d9_batch_size_must_be_positive(size: int, tmp_path: Path) -> None:
+    from loaders.errors import LoadError
+
+    with pytest.raises(LoadError, match="batch size"):
+        LoadOptions(tmp_path / "q", batch_size=size)
+
+
+def test_d10_model_scores_cannot_be_loaded_from_a_file(store: GraphStore, tmp_path: Path
+                                                      ) -> None:
+    users = ("id,name,fraud_risk,own_risk,relational_risk,model_version,scored_at\n"
+             "u1,Ann,7.5,-1,0.2,evil,1\n")
+    r = _only(store, tmp_path, "users.csv", users)
+    assert (r.rows, r.loaded) == (1, 1)
+    assert any("written by the model only" in w and "fraud_risk" in w for w in r.warnings)
+    u1 = store.get_nodes("User", ["u1"])[0]
+    assert u1 is not None and u1.properties["name"] == "Ann"
+    assert not {"fraud_risk", "own_risk", "relational_risk", "model_version",
+                "scored_at"} & set(u1.properties)
