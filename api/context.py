@@ -52,15 +52,33 @@ class Runtime:
         """Run blocking store or service work off the event loop."""
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else fn
-        return await loop.run_in_executor(self.executor, call, *(() if kwargs else args))
+        try:
+            return await loop.run_in_executor(self.executor, call, *(() if kwargs else args))
+        except Exception as exc:
+            found = self._unavailable(exc)
+            if found is None:
+                raise
+            raise found from exc
 
     async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """A short, bounded read. The embedded store answers these in microseconds to a
         millisecond or two, less than a thread hop and the lock contention of a thread
         pool cost under load, so they run inline; a networked store's go to threads."""
         if self.store.name == "embedded":
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                found = self._unavailable(exc)
+                if found is None:
+                    raise
+                raise found from exc
         return await self.run(fn, *args, **kwargs)
+
+    def _unavailable(self, exc: Exception) -> Exception | None:
+        """StoreUnavailableError when ``exc`` says the store's file is damaged, so that
+        callers answer UNAVAILABLE and decisions fall back as for a lost server."""
+        translate = getattr(self.store, "unavailable_from", None)
+        return translate(exc) if translate is not None else None  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,7 @@ model is trained; scoring one user reads only its neighbourhood from the store.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from api.errors import ServiceUnavailableError
 from api.settings import Settings
 from graph.store import GraphStore
 
+log = logging.getLogger("riskgraph.api")
 _lock = threading.Lock()
 _loaded: dict[Path, tuple[str, Any]] = {}
 
@@ -26,7 +28,11 @@ def _model(settings: Settings) -> tuple[str, Any]:
     try:
         latest = registry.resolve(settings.models_dir, None)
     except GnnError as exc:
-        raise ServiceUnavailableError(str(exc)) from None
+        # The caller is told what to do, not where the server keeps its files.
+        log.warning("no model to score with", extra={"error": str(exc)})
+        raise ServiceUnavailableError(
+            "no trained model is installed; train one (riskgraph train) and try again"
+        ) from None
     with _lock:
         have = _loaded.get(settings.models_dir)
         if have is None or have[0] != latest.name:

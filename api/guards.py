@@ -28,6 +28,8 @@ from graphql import (
     ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
     ValueNode,
     VariableNode,
     get_named_type,
@@ -75,8 +77,13 @@ class QueryGuard(SchemaExtension):
         ec = self.execution_context
         settings = ec.context.settings
         doc = ec.graphql_document
-        op = _operation(doc, ec.operation_name) if doc is not None else None
-        if op is not None:
+        # The name the caller gave: Strawberry's ``operation_name`` falls back to the
+        # first operation, which the specification forbids when there are several.
+        asked = getattr(ec, "_provided_operation_name", ec.operation_name)
+        op = _operation(doc, asked) if doc is not None else None
+        if op is None and doc is not None:
+            ec.result = GraphQLExecutionResult(data=None, errors=[_no_operation(doc, asked)])
+        elif op is not None:
             label, cost, depth = self._measure(op, settings.api_max_page)
             if hasattr(ec.context, "operation"):
                 ec.context.operation = label
@@ -87,6 +94,12 @@ class QueryGuard(SchemaExtension):
                     "ask for fewer nested levels",
                     extensions={"code": "QUERY_TOO_DEEP", "depth": depth,
                                 "maxDepth": settings.api_max_depth},
+                )
+            elif cost >= TOO_COMPLEX_COST:
+                error = GraphQLError(
+                    f"the query spreads fragments into more than {MAX_MEASURED_SELECTIONS:,} "
+                    "selections; spread each fragment fewer times",
+                    extensions={"code": "QUERY_TOO_COSTLY", "maxCost": settings.api_max_cost},
                 )
             elif cost > settings.api_max_cost:
                 error = GraphQLError(
@@ -120,7 +133,10 @@ class QueryGuard(SchemaExtension):
         label = ",".join(sorted({s.name.value for s in op.selection_set.selections
                                  if isinstance(s, FieldNode)}))
         measure = _Measure(ec.schema._schema, frags, variables, max_page)
-        cost, depth = measure.selection(root, op.selection_set, 1)
+        try:
+            cost, depth = measure.selection(root, op.selection_set, 1)
+        except _TooComplex:
+            return label, TOO_COMPLEX_COST, 0
         if doc_key is not None:
             used = tuple(sorted(measure.used))
             if seen is None or seen[1] != used:
@@ -133,11 +149,36 @@ class QueryGuard(SchemaExtension):
         return label, cost, depth
 
 
+def _no_operation(doc: Any, name: str | None) -> GraphQLError:
+    """The error for a document whose operation to run cannot be told (the GraphQL
+    specification: several operations need ``operationName``)."""
+    ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is not None:
+        message = f"the document has no operation named {name!r}"
+    elif ops:
+        message = (f"the document has {len(ops)} operations; say which to run with "
+                   "operationName")
+    else:
+        message = "the document has no operation to run"
+    return GraphQLError(message, extensions={"code": "BAD_REQUEST"})
+
+
 def _operation(doc: Any, name: str | None) -> OperationDefinitionNode | None:
     ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
     if name is None:
         return ops[0] if len(ops) == 1 else None
     return next((o for o in ops if o.name and o.name.value == name), None)
+
+
+class _TooComplex(Exception):  # noqa: N818 - control flow inside the guard, never raised out
+    """The document has more selections than the guard measures."""
+
+
+# The guard's own work is bounded: a document is refused when measuring it would visit
+# more selections than this (every fragment is measured once, so a document within the
+# token limit stays far below it unless it is built to be refused).
+MAX_MEASURED_SELECTIONS = 20_000
+TOO_COMPLEX_COST = 2**63 - 1  # the cost given to a document refused unmeasured
 
 
 class _Measure:
@@ -146,6 +187,24 @@ class _Measure:
         self.schema, self.frags, self.variables = schema, frags, variables
         self.max_page = max_page
         self.used: set[str] = set()  # variables whose values the cost depends on
+        # (cost, depth below the spread) of each fragment, measured once
+        self.fragments: dict[str, tuple[int, int]] = {}
+        self.open: set[str] = set()  # fragments being measured (a cycle is skipped)
+        self.visited = 0
+
+    def fragment(self, name: str, depth: int) -> tuple[int, int] | None:
+        """(cost, depth) of spreading fragment ``name`` at ``depth``; None if unknown."""
+        known = self.fragments.get(name)
+        if known is None:
+            frag = self.frags.get(name)
+            if frag is None or name in self.open:
+                return None  # execution reports an unknown fragment or a cycle
+            self.open.add(name)
+            t = self.schema.get_type(frag.type_condition.name.value)
+            known = self.fragments[name] = self.selection(t, frag.selection_set, 1)
+            self.open.discard(name)
+        cost, below = known
+        return cost, below + depth - 1
 
     def selection(
         self, parent: GraphQLNamedType | None, sel: SelectionSetNode | None, depth: int
@@ -154,6 +213,9 @@ class _Measure:
         if sel is None:
             return 0, depth - 1
         cost, deepest = 0, depth - 1
+        self.visited += len(sel.selections)
+        if self.visited > MAX_MEASURED_SELECTIONS:
+            raise _TooComplex
         for node in sel.selections:
             if isinstance(node, FieldNode):
                 c, d = self.field(parent, node, depth)
@@ -163,11 +225,10 @@ class _Measure:
                     t = self.schema.get_type(node.type_condition.name.value)
                 c, d = self.selection(t, node.selection_set, depth)
             elif isinstance(node, FragmentSpreadNode):
-                frag = self.frags.get(node.name.value)
-                if frag is None:
+                measured = self.fragment(node.name.value, depth)
+                if measured is None:
                     continue
-                t = self.schema.get_type(frag.type_condition.name.value)
-                c, d = self.selection(t, frag.selection_set, depth)
+                c, d = measured
             else:
                 continue
             cost += c
@@ -298,3 +359,53 @@ class ErrorCodes(SchemaExtension):
         ext["code"] = code
         return GraphQLError(message, nodes=error.nodes, source=error.source,
                             positions=error.positions, path=error.path, extensions=ext)
+
+
+def max_aliases_rule(max_aliases: int) -> type[ValidationRule]:
+    """A validation rule refusing documents with more than ``max_aliases`` aliased fields,
+    counting those a fragment brings each time it is spread. Each fragment is counted
+    once and reused, and the count stops past the limit, so a document of chained
+    fragments costs a walk of its text, not of its 2**N paths (the rule this replaces
+    walked every path, in the event loop)."""
+
+    class MaxAliases(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            doc = context.document
+            frags = {d.name.value: d for d in doc.definitions
+                     if isinstance(d, FragmentDefinitionNode)}
+            counted: dict[str, int] = {}
+            open_: set[str] = set()
+
+            def count(sel: SelectionSetNode | None) -> int:
+                total = 0
+                for node in sel.selections if sel is not None else ():
+                    if isinstance(node, FieldNode):
+                        total += (node.alias is not None) + count(node.selection_set)
+                    elif isinstance(node, InlineFragmentNode):
+                        total += count(node.selection_set)
+                    elif isinstance(node, FragmentSpreadNode):
+                        name = node.name.value
+                        if name not in counted:
+                            frag = frags.get(name)
+                            if frag is None or name in open_:
+                                continue  # unknown or cyclic: other rules report it
+                            open_.add(name)
+                            counted[name] = count(frag.selection_set)
+                            open_.discard(name)
+                        total += counted[name]
+                    if total > max_aliases:
+                        return total  # past the limit: the exact figure does not matter
+                return total
+
+            total = 0
+            for d in doc.definitions:
+                if isinstance(d, OperationDefinitionNode):
+                    total += count(d.selection_set)
+                    if total > max_aliases:
+                        context.report_error(GraphQLError(
+                            f"more than {max_aliases} aliases; ask for fewer aliased fields",
+                            extensions={"code": "QUERY_TOO_COSTLY"}))
+                        break
+
+    return MaxAliases

@@ -14,14 +14,13 @@ from strawberry.extensions import (
     ParserCache,
     ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator
 from strawberry.types import ExecutionContext, Info
 
 from api import services
 from api.auth import allowed
 from api.dataloaders import scan_users
 from api.errors import BadInputError, ForbiddenError
-from api.guards import ErrorCodes, QueryGuard
+from api.guards import ErrorCodes, QueryGuard, max_aliases_rule
 from api.pagination import check_first, decode_cursor, encode_cursor, paginate
 from api.types import (
     Decision,
@@ -50,7 +49,7 @@ MAX_TOKENS = 2000
 MAX_ALIASES = 30
 MAX_REVIEW_IDS = 10_000
 # One rule class for the process: the validation cache is keyed by the rules in force.
-MAX_ALIASES_RULE = create_validator(MAX_ALIASES)
+MAX_ALIASES_RULE = max_aliases_rule(MAX_ALIASES)
 
 
 @strawberry.type

@@ -46,6 +46,29 @@ _EXPLORE_CSP = (b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
                 b"base-uri 'none'; frame-ancestors 'none'")
 
 
+# A \\uD800-\\uDFFF escape in JSON text: the body may hold a lone surrogate.
+_LONE_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in a decoded JSON value (keys too) is not encodable as UTF-8;
+    iterative, as a body may nest deeply."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, **extra}}]}
 
@@ -156,8 +179,15 @@ class RiskGraphApp:
                 f"request body over {MAX_BODY_BYTES} bytes", "BAD_REQUEST"))
         try:
             payload = json.loads(body)
+        except RecursionError:
+            return self._json(400, _error_body(
+                "the body nests JSON too deeply; send a flat object", "BAD_REQUEST"))
         except ValueError:
             return self._json(400, _error_body("the body is not JSON", "BAD_REQUEST"))
+        if _LONE_SURROGATE.search(body) and _has_lone_surrogate(payload):
+            return self._json(400, _error_body(
+                "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its "
+                "pair), which is not text; send valid Unicode", "BAD_REQUEST"))
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             return self._json(400, _error_body(
                 'send a JSON object with a "query" string', "BAD_REQUEST"))

@@ -92,6 +92,11 @@ def _rtable(type_: str) -> str:
     return _q("r_" + type_)
 
 
+# SQLite result codes (and their extended forms) that mean the file is damaged or
+# unreadable, not that the request was wrong.
+_DAMAGE_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+
+
 class EmbeddedStore:
     """GraphStore on an embedded SQLite database in ``path`` (a directory)."""
 
@@ -104,6 +109,7 @@ class EmbeddedStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = False
+        self._damaged = False  # a read found the file damaged (unavailable_from)
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r})"
@@ -208,12 +214,43 @@ class EmbeddedStore:
         self._ready = False
 
     def ping(self) -> None:
+        """Raise StoreUnavailableError unless the store answers and its file looks sound:
+        the file's header, the schema, and, after a read found the file damaged, a
+        check of the whole file (so that a repaired file is ready again)."""
         try:
-            self._conn().execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
+            with open(self.db_file, "rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":
+                raise StoreUnavailableError(
+                    f"embedded store file {self.db_file} is damaged (its header is not "
+                    "SQLite's); restore it from a backup or load the data again")
+            conn = self._conn()
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if self._damaged:
+                found = conn.execute("PRAGMA quick_check(1)").fetchone()
+                if not found or found[0] != "ok":
+                    raise StoreUnavailableError(
+                        f"embedded store file {self.db_file} is damaged ({found}); restore "
+                        "it from a backup or load the data again")
+                self._damaged = False
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(
                 f"embedded store at {self.path} does not answer: {exc}"
             ) from exc
+
+    def unavailable_from(self, exc: BaseException) -> StoreUnavailableError | None:
+        """The StoreUnavailableError for an error that says the store's file is damaged
+        or cannot be read (corrupt, not a database, an I/O error), else None. Such an
+        error also marks the store not ready until ``ping`` finds the file sound."""
+        if not isinstance(exc, sqlite3.DatabaseError):
+            return None
+        name = str(getattr(exc, "sqlite_errorname", ""))
+        if not name.startswith(_DAMAGE_ERRORS):
+            return None
+        self._damaged = True
+        return StoreUnavailableError(
+            f"embedded store file {self.db_file} cannot be read ({name}); restore it from a "
+            "backup or load the data again")
 
     class _write:
         """One IMMEDIATE transaction: all of it or none of it."""
