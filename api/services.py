@@ -38,7 +38,7 @@ def limits_service(store: GraphStore, settings: Settings) -> Any:
 
             path = str(settings.policy) if settings.policy is not None else None
             text, source = read_policy_text(path)
-            svc = LimitsService(store, AuditLog(settings.audit_dir),
+            svc = LimitsService(store, AuditLog(settings.audit_dir, key=settings.audit_key_bytes),
                                 parse_policy(text, source), text)
             _limits[key] = svc
         return svc

@@ -61,6 +61,13 @@ class Settings:
     # Where the server's worker processes share their metrics: set by `riskgraph serve`
     # for its workers, a directory of each run's own (api/metrics.py). None: one process.
     metrics_dir: Path | None = None
+    # The audit trail's HMAC key (RISKGRAPH_AUDIT_KEY, at least 16 characters): records
+    # written with it carry a MAC that a writer without the key cannot make. Never shown.
+    audit_key: str | None = field(default=None, repr=False)
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.encode("utf-8") if self.audit_key else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +96,7 @@ class Settings:
             log_level=_log_level(env.get("RISKGRAPH_LOG_LEVEL") or "info"),
             metrics_dir=(Path(env["RISKGRAPH_METRICS_DIR"])
                          if env.get("RISKGRAPH_METRICS_DIR") else None),
+            audit_key=_audit_key(env.get("RISKGRAPH_AUDIT_KEY")),
         )
 
     def with_store(self, store: str | None) -> Settings:
@@ -117,6 +125,19 @@ class Settings:
     @property
     def flags_dir(self) -> Path:
         return self.home / "flags"
+
+
+MIN_AUDIT_KEY_CHARS = 16
+
+
+def _audit_key(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) < MIN_AUDIT_KEY_CHARS:
+        raise SettingsError(
+            f"RISKGRAPH_AUDIT_KEY is {len(value)} characters; give at least "
+            f"{MIN_AUDIT_KEY_CHARS} (e.g. 32 random bytes in hex: `openssl rand -hex 32`)")
+    return value
 
 
 def hash_api_key(key: str) -> str:

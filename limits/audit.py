@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -47,8 +48,9 @@ GENESIS = "0" * 64
 LOG_NAME = "decisions.jsonl"
 FORMAT = 2
 RECORD_KEYS = ("seq", "prev_hash", "kind", "recorded_at_ms", "applied", "options", "decision")
-_KNOWN_KEYS = frozenset((*RECORD_KEYS, "hash", "format"))
+_KNOWN_KEYS = frozenset((*RECORD_KEYS, "hash", "format", "mac"))
 _HASH_KEY = b',"hash":"'
+_MAC_KEY = b',"mac":"'
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                            allow_nan=False).encode
@@ -60,7 +62,7 @@ def canonical(obj: Any) -> str:
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
@@ -160,20 +162,30 @@ def entry_of(d: Decision) -> Entry:
                  canonical(compact_body(d)), bool(d.counterfactuals))
 
 
+def record_mac(key: bytes, record_hash_hex: str) -> str:
+    """The HMAC-SHA256 of a record's hash under the audit key: only a holder of the key
+    can make it, and the hash covers the record and the chain before it."""
+    return hmac.new(key, record_hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 def record_line(seq: int, prev_hash: str, decision_json: str, *, applied: bool,
-                recorded_at_ms: int, counterfactuals: bool) -> tuple[str, str]:
+                recorded_at_ms: int, counterfactuals: bool, key: bytes | None = None
+                ) -> tuple[str, str]:
     """(hash, line) of a format-2 record whose decision serialises to ``decision_json``.
 
     The canonical JSON is assembled around the decision text, which is serialised once:
-    keys in sorted order are applied, decision, format, hash, kind, options, prev_hash,
-    recorded_at_ms, seq, and the hash covers the same text without its own field."""
+    keys in sorted order are applied, decision, format, hash, kind, mac (with a key),
+    options, prev_hash, recorded_at_ms, seq; the hash covers the same text without its
+    own field and without ``mac``, and ``mac`` is the keyed MAC of the hash."""
     head = (f'{{"applied":{"true" if applied else "false"},"decision":{decision_json}'
             f',"format":{FORMAT}')
-    tail = (f',"kind":"decision","options":{{"counterfactuals":'
+    kind = ',"kind":"decision"'
+    tail = (f',"options":{{"counterfactuals":'
             f'{"true" if counterfactuals else "false"}}},"prev_hash":"{prev_hash}"'
             f',"recorded_at_ms":{int(recorded_at_ms)},"seq":{int(seq)}}}')
-    h = hashlib.sha256((head + tail).encode("utf-8")).hexdigest()
-    return h, f'{head},"hash":"{h}"{tail}\n'
+    h = hashlib.sha256((head + kind + tail).encode("utf-8")).hexdigest()
+    mac = f',"mac":"{record_mac(key, h)}"' if key else ""
+    return h, f'{head},"hash":"{h}"{kind}{mac}{tail}\n'
 
 
 @dataclass(frozen=True)
@@ -182,25 +194,38 @@ class VerifyResult:
     records: int
     error: AuditIntegrityError | None = None
     index_rebuilt: bool = False
+    missing: int = 0  # records known to have been in the log and now gone
+    keyed: int = 0  # records carrying a MAC
+    warnings: tuple[str, ...] = ()
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` as printed by ``riskgraph audit head``."""
+    seq, _, h = text.partition(":")
+    if not seq.isdigit() or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+        raise AuditError(f"head {text!r} is not SEQ:HASH (a record number and its 64-digit "
+                         "hash, as `riskgraph audit head` prints)")
+    return int(seq), h
 
 
 class AuditLog:
     """The audit trail in ``directory``. Nothing touches the disk until a method is called."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, key: bytes | None = None) -> None:
         self.directory = Path(directory)
+        self.key = key  # RISKGRAPH_AUDIT_KEY: new records carry a MAC under it
         self._index: AuditIndex | None = None
 
     def __repr__(self) -> str:
-        return f"AuditLog({str(self.directory)!r})"
+        return f"AuditLog({str(self.directory)!r}, keyed={self.key is not None})"
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to a worker process: its index (an open connection) stays behind and
         # the worker opens its own.
-        return {"directory": self.directory}
+        return {"directory": self.directory, "key": self.key}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["directory"])  # type: ignore[misc]
+        self.__init__(state["directory"], state.get("key"))  # type: ignore[misc]
 
     @property
     def path(self) -> Path:
@@ -301,6 +326,7 @@ class AuditLog:
         out: list[tuple[int, str, str]] = []
         with self._locked() as f:
             seq, prev = self._tail(f)
+            self._check_not_shorter(seq, prev)
             start = f.seek(0, os.SEEK_END)
             offset = start
             chunks: list[bytes] = []
@@ -309,7 +335,7 @@ class AuditLog:
             for e in entries:
                 h, line = record_line(seq, prev, e.text, applied=applied,
                                       recorded_at_ms=recorded_at_ms,
-                                      counterfactuals=e.counterfactuals)
+                                      counterfactuals=e.counterfactuals, key=self.key)
                 data = line.encode("utf-8")
                 chunks.append(data)
                 recs.append((seq, e.user_id, offset, len(data)))
@@ -324,6 +350,27 @@ class AuditLog:
             if recs:
                 self.index.add(start, offset, recs, raises, seq, prev)
         return out
+
+    def _check_not_shorter(self, seq: int, last_hash: str) -> None:
+        """Refuse to record on a log shorter than one seen before, or whose last record
+        was replaced: recording on would hide the loss (log lock held)."""
+        high, high_hash = self.index.high_water()
+        if seq < high or (seq == high and high and high_hash != last_hash):
+            raise AuditError(
+                f"{self.path} holds {seq:,} records but {high:,} were recorded before (or its "
+                "last record was replaced); nothing more is recorded until the log is "
+                "restored: run `riskgraph audit verify`")
+
+    def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last record, to keep elsewhere (``verify(head=...)``)."""
+        if not self.path.exists():
+            return None
+        with open(self.path, "rb") as f:
+            try:
+                seq, h = self._tail(f)
+            except AuditError:
+                return None
+        return (seq - 1, h) if seq else None
 
     @staticmethod
     def _tail(f: Any) -> tuple[int, str]:
@@ -405,12 +452,21 @@ class AuditLog:
         # Under the log's lock only when the log changed since the index last covered it.
         return self.index.last_raises(user_id)
 
-    def verify(self) -> VerifyResult:
-        """Check every record against the chain; stop at the first bad one. An index that
-        is missing or does not match the log is rebuilt from the records checked."""
+    def verify(self, head: tuple[int, str] | None = None) -> VerifyResult:
+        """Check every record against the chain and, with a key, its MAC; stop at the
+        first bad one. A log shorter than the longest one the index has seen fails with
+        the number of records missing, and so does one that does not reach ``head``
+        (seq, hash as ``head()`` gave it) or holds another record there. An index that
+        is missing or does not match the log is rebuilt, keeping what it had seen."""
         prev, n = GENESIS, 0
+        high, high_hash = self.index.high_water()
         if not self.path.exists():
-            return VerifyResult(True, 0)
+            error = self._shorter(0, high, head)
+            return VerifyResult(error is None, 0, error[0] if error else None,
+                                missing=error[1] if error else 0)
+        keyed = unkeyed_after = 0
+        wanted = {s for s in (high - 1, head[0] if head else -1) if s >= 0}
+        hashes: dict[int, str] = {}
         with self._locked():
             rebuild = not self.index.is_current()
             entries: list[tuple[dict[str, Any], int, int]] = []
@@ -419,9 +475,17 @@ class AuditLog:
             with open(self.path, "rb") as f:
                 for line_no, raw in enumerate(f, 1):
                     checked = _check_record(raw, line_no, n, prev)
+                    if not isinstance(checked, AuditIntegrityError):
+                        checked = self._check_mac(checked, line_no, n, keyed)
                     if isinstance(checked, AuditIntegrityError):
                         result = VerifyResult(False, n, checked)
                         break
+                    if "mac" in checked:
+                        keyed += 1
+                    elif keyed:
+                        unkeyed_after += 1
+                    if n in wanted:
+                        hashes[n] = checked["hash"]
                     rec, prev, n = checked, checked["hash"], n + 1
                     if rebuild:
                         entries.append((rec, offset, len(raw)))
@@ -429,8 +493,60 @@ class AuditLog:
             if rebuild:
                 self.index.rebuild(entries, offset, n, prev if n else None)
         if result is not None:
-            return VerifyResult(False, result.records, result.error, rebuild)
-        return VerifyResult(True, n, None, rebuild)
+            return VerifyResult(False, result.records, result.error, rebuild, keyed=keyed)
+        short = self._shorter(n, high, head)
+        if short is not None:
+            return VerifyResult(False, n, short[0], rebuild, missing=short[1], keyed=keyed)
+        for seq, expected, what in ((high - 1, high_hash, "the last record seen before"),
+                                    (head[0] if head else -1, head[1] if head else None,
+                                     "the head given")):
+            if seq >= 0 and expected is not None and hashes.get(seq) != expected:
+                return VerifyResult(False, n, AuditIntegrityError(
+                    seq + 1, seq, f"record {seq} is not {what} (its hash differs): the log "
+                    "was rewritten from there on"), rebuild, keyed=keyed)
+        return VerifyResult(True, n, None, rebuild, keyed=keyed,
+                            warnings=self._warnings(n, keyed))
+
+    def _check_mac(self, rec: dict[str, Any], line_no: int, seq: int, keyed_before: int
+                   ) -> dict[str, Any] | AuditIntegrityError:
+        mac = rec.get("mac")
+        if mac is None:
+            if keyed_before:
+                return AuditIntegrityError(line_no, seq, "no MAC after keyed records (a "
+                                           "record inserted or rewritten without the key)")
+            return rec
+        if self.key is not None and not hmac.compare_digest(
+                str(mac), record_mac(self.key, rec["hash"])):
+            return AuditIntegrityError(line_no, seq, "MAC does not match (a record forged or "
+                                       "rewritten without the key, or RISKGRAPH_AUDIT_KEY "
+                                       "is not the key the log was written with)")
+        return rec
+
+    @staticmethod
+    def _shorter(n: int, high: int, head: tuple[int, str] | None
+                 ) -> tuple[AuditIntegrityError, int] | None:
+        """The error for a log of ``n`` records shorter than it was known to be."""
+        known = max(high, head[0] + 1 if head else 0)
+        if n >= known:
+            return None
+        missing = known - n
+        return AuditIntegrityError(
+            n + 1, n, f"{missing:,} record{'s' if missing > 1 else ''} missing: the log ends "
+            f"after {n:,} records but {known:,} were recorded (records deleted from the end, "
+            "or the log emptied, removed or replaced)"), missing
+
+    def _warnings(self, n: int, keyed: int) -> tuple[str, ...]:
+        out = []
+        if self.key is None and keyed:
+            out.append(f"RISKGRAPH_AUDIT_KEY is not set: the MACs of {keyed:,} records were not "
+                       "checked")
+        if n > keyed:
+            out.append(
+                f"{n - keyed:,} record{'s' if n - keyed > 1 else ''} carry no MAC (written "
+                "without RISKGRAPH_AUDIT_KEY): the chain shows a record edited, but not a log "
+                "rewritten whole by someone who can write the file; keep `riskgraph audit "
+                "head` elsewhere and verify with --head")
+        return tuple(out)
 
     def replay(self, record: dict[str, Any]) -> Decision:
         """Re-run a record under its own policy; ReplayMismatchError if the result differs."""
@@ -494,6 +610,15 @@ def _check_record(raw: bytes, line_no: int, seq: int, prev: str
     if raw[at:at + len(field)] != field:
         return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
     body = raw[:at] + raw[at + len(field):-1]
+    if "mac" in rec:
+        # Only fixed fields follow ``mac`` too: the last occurrence is the record's own.
+        if not isinstance(rec["mac"], str):
+            return AuditIntegrityError(line_no, seq, "mac is not text (edited)")
+        mac_field = _MAC_KEY + rec["mac"].encode("utf-8") + b'"'
+        m = body.rfind(_MAC_KEY)
+        if m < 0 or body[m:m + len(mac_field)] != mac_field:
+            return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+        body = body[:m] + body[m + len(mac_field):]
     if hashlib.sha256(body).hexdigest() != rec["hash"]:
         return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
     return rec

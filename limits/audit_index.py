@@ -154,6 +154,32 @@ class AuditIndex:
         conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", [
             ("version", INDEX_VERSION), ("covered", covered), ("next_seq", next_seq),
             ("last_hash", last_hash)])
+        # The high-water mark only rises: a log found shorter does not lower it.
+        m = dict(conn.execute("SELECT k, v FROM meta WHERE k IN ('high_seq', 'high_hash')")
+                 .fetchall())
+        if next_seq > int(m.get("high_seq") or 0):
+            conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", [
+                ("high_seq", next_seq), ("high_hash", last_hash)])
+
+    def high_water(self) -> tuple[int, str | None]:
+        """(records, hash of the last of them) of the longest log this index has seen;
+        (0, None) when it knows of none or cannot be read. Kept through rebuilds, so
+        that a log made shorter is found out (``AuditLog.verify``)."""
+        if not self.path.exists():
+            return 0, None
+        with self._mutex:
+            try:
+                conn = self._connection()
+                m = dict(conn.execute(
+                    "SELECT k, v FROM meta WHERE k IN ('high_seq', 'high_hash')").fetchall())
+            except sqlite3.DatabaseError:
+                return 0, None
+        return int(m.get("high_seq") or 0), m.get("high_hash")
+
+    def _keep_high_water(self, high: tuple[int, str | None], conn: sqlite3.Connection) -> None:
+        if high[0]:
+            conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", [
+                ("high_seq", high[0]), ("high_hash", high[1])])
 
     # -- writing ------------------------------------------------------------------
     def add(self, start: int, end: int, recs: Iterable[RecRow], raises: Iterable[RaiseRow],
@@ -190,9 +216,11 @@ class AuditIndex:
                 next_seq: int, last_hash: str | None) -> None:
         """Replace the index with one built from ``(record, offset, length)`` entries."""
         with self._mutex:
+            high = self.high_water()
             self.remove()
             conn = self._connection()
             with _transaction(conn):
+                self._keep_high_water(high, conn)
                 self._insert_entries(conn, entries)
                 self._set_meta(conn, end, next_seq, last_hash)
             self._mark_covered(end)
@@ -231,8 +259,9 @@ class AuditIndex:
         covered, _, _ = self._meta(conn)
         if covered < 0 or covered > upto or not self._tail_matches(conn, covered):
             with _transaction(conn):
-                for table in ("rec", "last_raise", "meta"):
+                for table in ("rec", "last_raise"):
                     conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                conn.execute("DELETE FROM meta WHERE k NOT IN ('high_seq', 'high_hash')")
             covered = 0
         entries = list(_read_entries(self.log_path, covered, upto))
         with _transaction(conn):

@@ -87,8 +87,8 @@ def pick_users(store: GraphStore, settings: Settings, data: Path) -> dict[str, s
     from limits.policy import parse_policy, read_policy_text
 
     text, source = read_policy_text(None)
-    service = LimitsService(store, AuditLog(settings.audit_dir), parse_policy(text, source),
-                            text)
+    audit = AuditLog(settings.audit_dir, key=settings.audit_key_bytes)
+    service = LimitsService(store, audit, parse_policy(text, source), text)
     picks: dict[str, str] = {}
     users = {n.id: n for n in _all_users(store)}
 

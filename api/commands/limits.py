@@ -17,7 +17,7 @@ from api.commands.common import (
 )
 from api.limits_service import LimitsService
 from graph.store import GraphStore
-from limits.audit import AuditLog
+from limits.audit import AuditLog, parse_head
 from limits.engine import Decision
 from limits.errors import AuditError
 from limits.policy import Policy, parse_policy, read_policy_text
@@ -58,8 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = asub.add_parser("verify", help="check the hash chain (exit 1 at the first bad record)")
     v.add_argument("--replay", action="store_true",
                    help="also re-run every record under its policy and compare")
+    v.add_argument("--head", default=None, metavar="SEQ:HASH",
+                   help="a head kept elsewhere (`riskgraph audit head`): the log must still "
+                        "hold that record, unchanged")
     add_json_option(v)
     v.set_defaults(func=audit_verify)
+    hd = asub.add_parser("head", help="print SEQ:HASH of the last record, to keep elsewhere")
+    add_json_option(hd)
+    hd.set_defaults(func=audit_head)
     h = asub.add_parser("history", help="the recorded decisions of one user")
     h.add_argument("user_id")
     add_json_option(h)
@@ -80,7 +86,8 @@ def _policy(path: str | None) -> tuple[Policy, str]:
 
 
 def _audit(args: argparse.Namespace) -> AuditLog:
-    return AuditLog(settings_for(args).audit_dir)
+    settings = settings_for(args)
+    return AuditLog(settings.audit_dir, key=settings.audit_key_bytes)
 
 
 def _service(args: argparse.Namespace, store: GraphStore) -> LimitsService:
@@ -227,9 +234,22 @@ def _plot(png: Path, *runs: tuple[str, Any, list[float]]) -> None:
 
 
 # -- audit -----------------------------------------------------------------------
+def audit_head(args: argparse.Namespace) -> int:
+    log = _audit(args)
+    head = log.head()
+    if args.json:
+        print_json({"seq": head[0] if head else None, "hash": head[1] if head else None,
+                    "head": f"{head[0]}:{head[1]}" if head else None, "path": str(log.path)})
+    elif head is None:
+        print(f"no records in {log.path}", file=sys.stderr)
+    else:
+        print(f"{head[0]}:{head[1]}")
+    return 0
+
+
 def audit_verify(args: argparse.Namespace) -> int:
     log = _audit(args)
-    result = log.verify()
+    result = log.verify(head=parse_head(args.head) if args.head else None)
     replayed = 0
     if result.ok and args.replay:
         for rec in log.records():
@@ -240,12 +260,17 @@ def audit_verify(args: argparse.Namespace) -> int:
                     "error": str(result.error) if result.error else None,
                     "first_bad_line": result.error.line if result.error else None,
                     "first_bad_seq": result.error.seq if result.error else None,
-                    "index_rebuilt": result.index_rebuilt, "path": str(log.path)})
+                    "index_rebuilt": result.index_rebuilt, "path": str(log.path),
+                    "missing": result.missing, "keyed": result.keyed,
+                    "warnings": list(result.warnings)})
     elif result.ok:
         extra = f", {replayed:,} replayed identically" if args.replay else ""
         print(f"audit log intact: {result.records:,} records{extra} ({log.path})")
     else:
         print(f"riskgraph: {result.error}", file=sys.stderr)
+    if not args.json:
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     if result.index_rebuilt and not args.json:
         print(f"index rebuilt: {log.index.path}", file=sys.stderr)
     return 0 if result.ok else 1
