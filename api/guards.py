@@ -404,8 +404,7 @@ def max_aliases_rule(max_aliases: int) -> type[ValidationRule]:
                     total += count(d.selection_set)
                     if total > max_aliases:
                         context.report_error(GraphQLError(
-                            f"more than {max_aliases} aliases; ask for fewer aliased fields",
-                            extensions={"code": "QUERY_TOO_COSTLY"}))
+                            f"more than {max_aliases} aliases; ask for fewer aliased fields"))
                         break
 
     return MaxAliases

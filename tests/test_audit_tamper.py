@@ -25,7 +25,7 @@ KEY = "k" * 8 + "0123456789abcdef"
 def make_log(home: Path, key: str | None, n: int = 6) -> AuditLog:
     text = read_policy_text()[0]
     policy = parse_policy(text)
-    audit = AuditLog(home / "audit", key=key.encode() if key else None)
+    audit = AuditLog(home / "audit", key=key.encode()) if key else AuditLog(home / "audit")
     audit.keep_policy(policy, text)
     for i in range(n):
         audit.append(decide(profile(i), policy), applied=True, recorded_at_ms=NOW + i)
