@@ -18,6 +18,16 @@ Scenarios, in turn until the time is up (each at least once):
 * api_kill: `riskgraph serve` is killed with SIGKILL during a stream of applied
   decisions from 4 clients; `riskgraph audit verify` must pass and every decision
   acknowledged to a client must be in the log; the API must start again on the data.
+* store_damage: the embedded store's file is overwritten with zeros while `riskgraph
+  serve` answers; every answer must be UNAVAILABLE or the decideLimit fallback, never
+  INTERNAL, /readyz 503; the file restored, /readyz must be 200 again without a restart.
+* audit_tamper: applied decisions through the API with RISKGRAPH_AUDIT_KEY set, then the
+  log attacked as a writer without the key would (newest records deleted, the log
+  emptied, a record deleted and the rest re-chained, a forged record appended): every
+  attack must fail `riskgraph audit verify` (with the number missing where records went).
+* hostile_requests: a 180-level chain of fragments (each spreading the next twice), a
+  lone surrogate, a 100,000-deep JSON body: each answered with a code (never INTERNAL)
+  and in less than a second, while /healthz keeps answering.
 """
 
 from __future__ import annotations
@@ -199,11 +209,150 @@ def api_kill(work: Path, target_acks: int = 60) -> dict[str, Any]:
             "ok": chain_ok and missing == 0 and restarted and len(acked) >= target_acks}
 
 
+def _embedded_api(work: Path, extra: dict[str, str] | None = None
+                  ) -> tuple[ApiProcess, dict[str, str], dict[str, str], Path]:
+    from graph.embedded import EmbeddedStore
+    from tests.api_graph import load_small_graph
+
+    home = work / "home"
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    load_small_graph(store)
+    store.close()
+    keys, entries = api_keys()
+    env = {"RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded",
+           "RISKGRAPH_API_KEYS": entries, "RISKGRAPH_API_WORKERS": "1", **(extra or {})}
+    return ApiProcess(env, log_path=work / "api.log").start(), keys, env, home
+
+
+def store_damage(work: Path) -> dict[str, Any]:
+    api, keys, _, home = _embedded_api(work)
+    db = home / "graph" / "graph.sqlite"
+    seen: dict[str, int] = {}
+    try:
+        good = db.read_bytes()
+        db.write_bytes(b"\0" * len(good))
+        for i in range(20):
+            uid = USERS[i % len(USERS)]
+            status, got = graphql(api.url, keys["investigator"], USER, {"id": uid})
+            key = "read:" + (",".join(codes(got)) or "answered")
+            seen[key] = seen.get(key, 0) + 1
+            status, got = graphql(api.url, keys["limit_engine"], DECIDE,
+                                  {"id": uid, "dry": False})
+            fell_back = not codes(got) and got["data"]["decideLimit"]["fallback"]
+            key = "decide:" + ("fallback" if fell_back else ",".join(codes(got)) or "decided")
+            seen[key] = seen.get(key, 0) + 1
+        ready_down = get(api.url + "/readyz")[0]
+        db.write_bytes(good)
+        recovered = wait_for(lambda: get(api.url + "/readyz")[0] == 200, 15)
+    finally:
+        api.stop()
+    good_answers = {"read:UNAVAILABLE", "decide:fallback"}
+    return {"answers_while_damaged": seen, "readyz_while_damaged": ready_down,
+            "recovered_by_itself": recovered,
+            "ok": set(seen) <= good_answers and ready_down == 503 and recovered}
+
+
+def audit_tamper(work: Path, decisions: int = 12) -> dict[str, Any]:
+    from limits.audit import GENESIS, canonical, record_hash
+
+    key = os.urandom(16).hex()
+    api, keys, env, home = _embedded_api(work, {"RISKGRAPH_AUDIT_KEY": key})
+    try:
+        for i in range(decisions):
+            graphql(api.url, keys["limit_engine"], DECIDE,
+                    {"id": USERS[i % len(USERS)], "dry": False})
+    finally:
+        api.stop()
+    log = home / "audit" / "decisions.jsonl"
+    original = log.read_bytes()
+    n = original.count(b"\n")
+
+    def rechain(recs: list[dict[str, Any]]) -> bytes:
+        out, prev = [], GENESIS
+        for seq, rec in enumerate(recs):
+            rec = {k: v for k, v in rec.items() if k not in ("hash", "mac")}
+            rec["seq"], rec["prev_hash"] = seq, prev
+            rec["hash"] = prev = record_hash(rec)
+            out.append(canonical(rec) + "\n")
+        return "".join(out).encode()
+
+    records = [json.loads(x) for x in original.splitlines()]
+    forged = {**records[-1], "decision": {**records[-1]["decision"], "user_id": "forged"}}
+    attacks = {
+        "delete_newest_3": (b"".join(original.splitlines(keepends=True)[:-3]), 3),
+        "empty": (b"", n),
+        "delete_and_rechain": (rechain(records[:2] + records[3:]), None),
+        "append_forged": (original + rechain([*records, forged]).splitlines(
+            keepends=True)[-1], None),
+    }
+    outcome: dict[str, Any] = {}
+    for name, (content, missing) in attacks.items():
+        log.write_bytes(content)
+        done = riskgraph("audit", "verify", "--json", env=env)
+        got = json.loads(done.stdout)
+        outcome[name] = {"exit": done.returncode, "missing": got.get("missing"),
+                         "error": got.get("error"),
+                         "found": done.returncode == 1 and (missing is None
+                                                           or got.get("missing") == missing)}
+        log.write_bytes(original)
+    intact = riskgraph("audit", "verify", "--json", env=env).returncode == 0
+    return {"records": n, "attacks": outcome, "intact_after_restore": intact,
+            "ok": intact and all(v["found"] for v in outcome.values())}
+
+
+def hostile_requests(work: Path) -> dict[str, Any]:
+    import urllib.request
+
+    api, keys, _, _ = _embedded_api(work)
+    levels = 180
+    bomb = "\n".join(["query { me { ...F0 } }"]
+                     + [f"fragment F{i} on Caller {{ ...F{i + 1} ...F{i + 1} }}"
+                        for i in range(levels)] + [f"fragment F{levels} on Caller {{ role }}"])
+    deep = (b'{"query": "{ me { role } }", "variables": {"x": ' + b"[" * 100_000
+            + b"]" * 100_000 + b"}}")
+    surrogate = json.dumps({"query": USER, "variables": {"id": "\ud800"}}).encode()
+    out: dict[str, Any] = {}
+    try:
+        for name, body in (("fragment_chain_180", json.dumps({"query": bomb}).encode()),
+                           ("deep_json_100k", deep), ("lone_surrogate", surrogate)):
+            times, answers = [], set()
+            for _ in range(5):
+                req = urllib.request.Request(api.url + "/graphql", data=body, method="POST",
+                                             headers={"Authorization":
+                                                      f"Bearer {keys['admin']}",
+                                                      "Content-Type": "application/json"})
+                t0 = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        payload = json.loads(r.read())
+                except urllib.error.HTTPError as e:
+                    payload = json.loads(e.read() or b"{}")
+                times.append(time.perf_counter() - t0)
+                answers.add(",".join(codes(payload)) or "answered")
+            times.sort()
+            out[name] = {"median_ms": round(times[len(times) // 2] * 1000, 1),
+                         "max_ms": round(times[-1] * 1000, 1), "answers": sorted(answers)}
+        healthy = get(api.url + "/healthz")[0] == 200
+    finally:
+        api.stop()
+    return {"requests": out, "healthy": healthy,
+            "ok": healthy and all(v["max_ms"] < 1000 and "INTERNAL" not in ",".join(v["answers"])
+                                  and v["answers"] != ["answered"] for v in out.values())}
+
+
+NEEDS_BOLT = ("load_kill", "serve_kill")
+SCENARIOS = ("load_kill", "serve_kill", "api_kill", "store_damage", "audit_tamper",
+             "hostile_requests")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300.0,
                     help="keep repeating the scenarios this long (each runs at least once)")
     ap.add_argument("--users", type=int, default=3000, help="users in the loaded data set")
+    ap.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                    help="run these scenarios only (default: all)")
     ap.add_argument("--out", type=Path, default=None,
                     help="default bench/results/faults.json (faults-short.json under 120 s)")
     args = ap.parse_args(argv)
@@ -213,23 +362,28 @@ def main(argv: list[str] | None = None) -> int:
     from graph.embedded import EmbeddedStore
     from tests.bolt_server import BoltServer
 
-    runs: dict[str, list[dict[str, Any]]] = {"load_kill": [], "serve_kill": [], "api_kill": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
+    bolt = any(name in NEEDS_BOLT for name in runs)
+    rows = 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="riskgraph-faults-") as tmp:
         root = Path(tmp)
         data = root / "data"
-        made = riskgraph("generate", "--users", str(args.users), "--seed", "3", "--out",
-                         str(data), env={})
-        assert made.returncode == 0, made.stderr
-        ref_home = root / "ref"
-        done = riskgraph("load", str(data), env={"RISKGRAPH_HOME": str(ref_home)}, timeout=600)
-        assert done.returncode == 0, done.stderr
-        ref = EmbeddedStore(ref_home / "graph")
-        ref.init()
-        expected = ref.counts()
-        ref.close()
-        rows = sum(expected["nodes"].values()) + sum(expected["relationships"].values())
-        server = BoltServer(root=root / "bolt", heap="-Xmx768m").start()
+        expected: dict[str, Any] = {}
+        if "load_kill" in runs:
+            made = riskgraph("generate", "--users", str(args.users), "--seed", "3", "--out",
+                             str(data), env={})
+            assert made.returncode == 0, made.stderr
+            ref_home = root / "ref"
+            done = riskgraph("load", str(data), env={"RISKGRAPH_HOME": str(ref_home)},
+                             timeout=600)
+            assert done.returncode == 0, done.stderr
+            ref = EmbeddedStore(ref_home / "graph")
+            ref.init()
+            expected = ref.counts()
+            ref.close()
+            rows = sum(expected["nodes"].values()) + sum(expected["relationships"].values())
+        server = BoltServer(root=root / "bolt", heap="-Xmx768m").start() if bolt else None
         try:
             n = 0
             while n == 0 or time.monotonic() - started < args.seconds:
@@ -241,35 +395,36 @@ def main(argv: list[str] | None = None) -> int:
                         got = load_kill(server, data, expected, work)
                     elif name == "serve_kill":
                         got = serve_kill(server, work)
-                    else:
+                    elif name == "api_kill":
                         got = api_kill(work)
+                    else:
+                        got = SCENARIO_RUN[name](work)
                     got["seconds"] = round(time.monotonic() - t0, 1)
                     runs[name].append(got)
                     print(f"{name} #{n + 1}: {'ok' if got['ok'] else 'FAILED'} "
                           f"({got['seconds']} s)", flush=True)
                 n += 1
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
 
-    summary = {
-        "load_kill": {"runs": len(runs["load_kill"]),
-                      "survived": sum(r["ok"] for r in runs["load_kill"]),
-                      "rows_per_load": rows,
-                      "records_lost": sum(r["records_lost"] for r in runs["load_kill"]),
-                      "duplicates": sum(r["duplicates"] for r in runs["load_kill"])},
-        "serve_kill": {"runs": len(runs["serve_kill"]),
-                       "survived": sum(r["ok"] for r in runs["serve_kill"]),
-                       "requests_while_down": sum(sum(r["answers_while_down"].values())
-                                                  for r in runs["serve_kill"]),
-                       "unexpected_answers": sum(
-                           sum(v for k, v in r["answers_while_down"].items()
-                               if k not in ("read:UNAVAILABLE", "decide:fallback"))
-                           for r in runs["serve_kill"])},
-        "api_kill": {"runs": len(runs["api_kill"]),
-                     "survived": sum(r["ok"] for r in runs["api_kill"]),
-                     "acknowledged": sum(r["acknowledged"] for r in runs["api_kill"]),
-                     "missing": sum(r["missing"] for r in runs["api_kill"])},
-    }
+    summary: dict[str, dict[str, Any]] = {
+        name: {"runs": len(r), "survived": sum(x["ok"] for x in r)} for name, r in runs.items()}
+    if "load_kill" in runs:
+        summary["load_kill"].update(
+            rows_per_load=rows, records_lost=sum(r["records_lost"] for r in runs["load_kill"]),
+            duplicates=sum(r["duplicates"] for r in runs["load_kill"]))
+    if "serve_kill" in runs:
+        summary["serve_kill"].update(
+            requests_while_down=sum(sum(r["answers_while_down"].values())
+                                    for r in runs["serve_kill"]),
+            unexpected_answers=sum(sum(v for k, v in r["answers_while_down"].items()
+                                       if k not in ("read:UNAVAILABLE", "decide:fallback"))
+                                   for r in runs["serve_kill"]))
+    if "api_kill" in runs:
+        summary["api_kill"].update(
+            acknowledged=sum(r["acknowledged"] for r in runs["api_kill"]),
+            missing=sum(r["missing"] for r in runs["api_kill"]))
     result = {"benchmark": "faults", "machine": machine_info(),
               "load_average_1m": round(os.getloadavg()[0], 2),
               "config": {"seconds": args.seconds, "users": args.users},
@@ -277,19 +432,16 @@ def main(argv: list[str] | None = None) -> int:
               "pass": all(s["survived"] == s["runs"] for s in summary.values())}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'scenario':<12}{'runs':>6}{'survived':>10}  lost / detail")
-    s = summary
-    print(f"{'load_kill':<12}{s['load_kill']['runs']:>6}{s['load_kill']['survived']:>10}  "
-          f"{s['load_kill']['records_lost']} records lost, {s['load_kill']['duplicates']} "
-          f"duplicates ({rows:,} rows a load)")
-    print(f"{'serve_kill':<12}{s['serve_kill']['runs']:>6}{s['serve_kill']['survived']:>10}  "
-          f"{s['serve_kill']['requests_while_down']} requests while down, "
-          f"{s['serve_kill']['unexpected_answers']} unexpected answers")
-    print(f"{'api_kill':<12}{s['api_kill']['runs']:>6}{s['api_kill']['survived']:>10}  "
-          f"{s['api_kill']['missing']} of {s['api_kill']['acknowledged']} acknowledged "
-          "decisions missing")
+    print(f"\n{'scenario':<18}{'runs':>6}{'survived':>10}  detail")
+    for name, sm in summary.items():
+        detail = ", ".join(f"{k} {v}" for k, v in sm.items() if k not in ("runs", "survived"))
+        print(f"{name:<18}{sm['runs']:>6}{sm['survived']:>10}  {detail}")
     print(f"pass: {result['pass']}; wrote {out}")
     return 0 if result["pass"] else 1
+
+
+SCENARIO_RUN = {"store_damage": store_damage, "audit_tamper": audit_tamper,
+                "hostile_requests": hostile_requests}
 
 
 if __name__ == "__main__":
