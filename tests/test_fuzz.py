@@ -252,6 +252,102 @@ def test_loader_files_end_as_loaded_or_quarantined(content: bytes,
                 assert (root / "q" / "uses.csv.rejected.csv").exists()
 
 
+# Lines of a one-column file: values, stray and paired quotes, empty keys, blank lines.
+phone_lines = st.lists(st.one_of(
+    st.integers(0, 999).map(lambda i: f"+86{i}"),
+    st.integers(0, 999).map(lambda i: f'"+86{i}'),
+    st.integers(0, 999).map(lambda i: f'+86{i}"'),
+    st.integers(0, 999).map(lambda i: f'"+86{i}"'),
+    st.sampled_from(['""', "", '"', '"a""b"', "x,y", " "])), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=phone_lines)
+def test_stray_quotes_lose_no_line(lines: list[str]) -> None:
+    """Every line of a one-column file ends loaded or in the quarantine (as a row of its
+    own or inside the record that took it); no id holds a line break (issue 15, D1/D2)."""
+    import csv as csv_module
+
+    with tempfile.TemporaryDirectory(prefix="riskgraph-fuzz-") as tmp:
+        root = Path(tmp)
+        data = root / "data"
+        data.mkdir()
+        (data / "phones.csv").write_text("id\n" + "".join(f"{x}\n" for x in lines), "utf-8")
+        store = EmbeddedStore(root / "graph")
+        store.init()
+        try:
+            (r,) = load_directory(store, data, LoadOptions(quarantine_dir=root / "q"))
+            stored = {i for i in store.node_ids("Phone", limit=1000)}
+        finally:
+            store.close()
+        assert r.rows == r.loaded + r.rejected
+        assert not any("\n" in i or "\r" in i for i in stored)
+        quarantined = ""
+        if (root / "q" / "phones.csv.rejected.csv").exists():
+            with open(root / "q" / "phones.csv.rejected.csv", encoding="utf-8", newline="") as f:
+                quarantined = "\n".join(" ".join(row) for row in csv_module.reader(f))
+        for line in lines:
+            value = line.strip().strip('"')
+            if value.startswith("+86") and '"' not in line:
+                assert value in stored or value in quarantined, (line, lines)
+        if not any('"' in x for x in lines):
+            assert r.rows == sum(1 for x in lines if x)
+
+
+# -- hostile documents and bodies (issue 15: D12-D15) -----------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(levels=st.integers(1, 200), spreads=st.integers(1, 3))
+def test_chained_fragments_get_a_coded_answer(runtime: Runtime, levels: int, spreads: int
+                                              ) -> None:
+    spread = lambda i: " ".join([f"...F{i}"] * spreads)  # noqa: E731
+    doc = "\n".join(["query { me { " + spread(0) + " } }"]
+                    + [f"fragment F{i} on Caller {{ {spread(i + 1)} }}" for i in range(levels)]
+                    + [f"fragment F{levels} on Caller {{ role }}"])
+    status, body = asgi_post(runtime, json.dumps({"query": doc}).encode())
+    assert status == 200
+    errors = [{"message": e["message"], **(e.get("extensions") or {})}
+              for e in body.get("errors", [])]
+    assert_coded(errors)
+    if spreads > 1 and levels > 20:  # refused: too costly, or past the token limit
+        assert [e["code"] for e in errors] in (["QUERY_TOO_COSTLY"],
+                                               ["GRAPHQL_PARSE_FAILED"]), errors
+
+
+@settings(max_examples=30, deadline=None)
+@given(value=st.text(alphabet=st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010),
+                     max_size=6),
+       depth=st.integers(0, 60_000))
+def test_surrogates_and_deep_bodies_get_a_coded_answer(runtime: Runtime, value: str,
+                                                       depth: int) -> None:
+    body = json.dumps({"query": 'query($id: ID!) { user(id: $id) { id } }',
+                       "variables": {"id": value}}).encode()
+    status, payload = asgi_post(runtime, body)
+    assert status in (200, 400)
+    assert_coded([{"message": e["message"], **(e.get("extensions") or {})}
+                  for e in payload.get("errors", [])])
+    deep = b'{"query": "{ me { role } }", "variables": {"x": ' + b"[" * depth \
+        + b"]" * depth + b"}}"
+    status, payload = asgi_post(runtime, deep)
+    assert status in (200, 400), payload
+    assert_coded([{"message": e["message"], **(e.get("extensions") or {})}
+                  for e in payload.get("errors", [])])
+
+
+@settings(max_examples=30, deadline=None)
+@given(names=st.lists(st.sampled_from(["A", "B", "C"]), min_size=2, max_size=3, unique=True),
+       chosen=st.one_of(st.none(), st.sampled_from(["A", "B", "C", "Z"])))
+def test_several_operations_run_only_the_one_named(runtime: Runtime, names: list[str],
+                                                   chosen: str | None) -> None:
+    doc = " ".join(f"query {n} {{ me {{ role }} }}" for n in names)
+    status, body = asgi_post(runtime, json.dumps({"query": doc, "operationName": chosen})
+                             .encode())
+    if chosen in names:
+        assert body["data"] == {"me": {"role": "admin"}} and "errors" not in body
+    else:
+        assert body.get("data") is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_REQUEST"]
+
+
 # -- injection strings ----------------------------------------------------------------------
 def test_injection_strings_are_kept_verbatim_and_change_no_query(store: GraphStore,
                                                                  tmp_path: Path) -> None:
