@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from limits.errors import AsOfError
 from limits.features import Profile
 from limits.policy import Policy
 from limits.reasons import Reason
@@ -142,3 +143,18 @@ def round_down(x: float, step: float) -> float:
 def date_text(ms: int, policy: Policy) -> str:
     tz = timezone(timedelta(hours=policy.utc_offset_hours))
     return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")
+
+
+def as_of_ms(text: str, policy: Policy) -> int:
+    """The instant to decide as of: a day ``YYYY-MM-DD`` (its start in the policy's UTC
+    offset, the offset seasons and reasons use), or an ISO date and time (with an
+    offset, or in the policy's)."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AsOfError(f"as-of {text!r} is not a date: give YYYY-MM-DD (a day in the "
+                        f"policy's UTC offset, {policy.utc_offset_hours:+g} h) or an ISO "
+                        "date and time such as 2025-11-11T12:00+08:00") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone(timedelta(hours=policy.utc_offset_hours)))
+    return int(at.timestamp() * 1000)
