@@ -480,3 +480,18 @@ def test_cost_measured_once_per_document_still_follows_its_variables(runtime: Ru
         if errors:
             costs[(n, d)] = errors[0]["extensions"]["cost"]
     assert costs[(100, 3)] > costs[(100, 1)]
+
+
+def test_decide_limit_as_of_a_date_for_the_engine_roles_only(runtime: Runtime) -> None:
+    q = """mutation($asOf: String) { decideLimit(userId: "u02", asOf: $asOf) {
+        action decidedAt lines { line limit } reasons { code } } }"""
+    data, errors = run(runtime, q, {"asOf": "2025-11-11"}, role="limit_engine")
+    assert errors == []
+    assert data["decideLimit"]["decidedAt"].startswith("2025-11-10T16:00:00")  # +08:00 day
+    data, errors = run(runtime, q, {"asOf": "2025-11-11"}, role="investigator")
+    assert codes(errors) == ["FORBIDDEN"] and "limit_engine" in errors[0]["message"]
+    data, errors = run(runtime, q, {"asOf": "11/11/2025"}, role="admin")
+    assert codes(errors) == ["BAD_USER_INPUT"] and "YYYY-MM-DD" in errors[0]["message"]
+    data, errors = run(runtime, 'mutation { reviewLimits(userIds: ["u02"], asOf: "2025-11-11")'
+                                ' { reviewed } }', role="admin")
+    assert errors == [] and data["reviewLimits"] == {"reviewed": 1}
