@@ -495,3 +495,33 @@ def test_decide_limit_as_of_a_date_for_the_engine_roles_only(runtime: Runtime) -
     data, errors = run(runtime, 'mutation { reviewLimits(userIds: ["u02"], asOf: "2025-11-11")'
                                 ' { reviewed } }', role="admin")
     assert errors == [] and data["reviewLimits"] == {"reviewed": 1}
+
+
+def test_the_app_loads_the_model_before_it_serves(embedded_store: GraphStore, tmp_path: Path,
+                                                  trained_models: Path) -> None:
+    from api import gnn_service
+    from api.server import create_app
+
+    settings = Settings(home=tmp_path / "warm")
+    shutil.copytree(trained_models, settings.models_dir)
+    gnn_service._loaded.pop(settings.models_dir, None)
+    app = create_app(embedded_store, settings)
+    try:
+        # Loaded while the app was built, before any request: the first rescoreUser
+        # does not pay for it.
+        version, model = gnn_service._loaded[settings.models_dir]
+        assert version.startswith("user-") and model is not None
+    finally:
+        app.runtime.close()
+
+
+def test_the_app_starts_without_a_model(embedded_store: GraphStore, tmp_path: Path) -> None:
+    from api import gnn_service
+    from api.server import create_app
+
+    settings = Settings(home=tmp_path / "cold")
+    app = create_app(embedded_store, settings)
+    try:
+        assert settings.models_dir not in gnn_service._loaded
+    finally:
+        app.runtime.close()
