@@ -234,7 +234,8 @@ def _wait(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None:
 
 
 def _txns_text(n: int) -> tuple[str, str]:
-    return (f"using the credit line for {n} payments a month", f"每月使用额度支付 {n} 笔")
+    return (f"using the credit line for {n} payment{'s' if n != 1 else ''} a month",
+            f"每月使用额度支付 {n} 笔")
 
 
 def _monthly_txns(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None:
@@ -355,14 +356,22 @@ def _apply(p: Profile, plan: dict[str, Any]) -> Profile:
     return q
 
 
+def _months_for_streak(p: Profile, streak: int) -> int:
+    """On-time months from now until the streak is ``streak`` long. The history keeps
+    the last 36 months, so old on-time months can fall out of it as new ones come in."""
+    for k in range(_MAX_MONTHS + 1):
+        if history_stats(_months_passing(p, k).repayment_history).on_time_streak >= streak:
+            return k
+    return _MAX_MONTHS
+
+
 def _requirements(p: Profile, policy: Policy) -> dict[str, Any]:
     """Every behaviour the policy asks of a raise or an opening, as changes to ``p``."""
     adj = policy.adjustment
-    streak = history_stats(p.repayment_history).on_time_streak
-    months = max(0, adj.window_months - streak)
+    months = _months_for_streak(p, adj.window_months)
     for line, rules in ((ln, policy.lines.rules(ln)) for ln in ("bnpl", "cash_loan")):
         if line not in p.lines:
-            months = max(months, rules.open_min_on_time_months - streak,
+            months = max(months, _months_for_streak(p, rules.open_min_on_time_months),
                          rules.open_min_months_on_book - p.months_on_book,
                          policy.lifecycle.new_max_months_on_book - p.months_on_book)
     plan: dict[str, Any] = {"on_time_months": months}

@@ -219,6 +219,19 @@ def test_a_dormant_user_is_told_to_use_the_line_again() -> None:
     _check_counterfactuals(d)
 
 
+def test_old_on_time_months_that_leave_the_history_are_not_counted() -> None:
+    # The history keeps 36 months: three on-time months followed by 33 without a bill
+    # fall out of it as new months come in, so the plan asks for the whole window.
+    p = good(lifecycle="dormant", monthly_txns=0, active_days_30d=0, utilisation=0.07,
+             months_on_book=39, repayment_history="000" + "-" * 33)
+    d = with_counterfactuals(decide(p, POLICY), POLICY)
+    assert d.action == "keep" and is_explained(d)
+    plan = next(c for c in d.counterfactuals if "+" in c.lever)
+    assert plan.needed["on_time_months"] == 6
+    assert "using the credit line for 1 payment a month" in plan.en
+    _check_counterfactuals(d)
+
+
 def test_a_cool_down_gives_the_date_of_the_next_raise() -> None:
     last = AUTUMN - 30 * DAY_MS
     p = good(lines={"bnpl": LineState(limit=6000, balance=2500, last_raise_ms=last),
