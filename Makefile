@@ -1,10 +1,15 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# Prerequisites the repository cannot install: Python 3.11, make, npm (Node.js), and
+# for the browser tests Debian's Chromium, which `make test` installs with apt-get when
+# it can (as root, or through sudo without a password) and otherwise says how.
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean explorer
+PORT ?= 8000
+
+.PHONY: demo test install lint bench clean explorer browser npm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,7 +26,12 @@ install: $(STAMP)
 EXPLORER_NPM := explorer/node_modules/.installed
 EXPLORER_OUT := api/static/explore/index.html
 
-$(EXPLORER_NPM): explorer/package.json explorer/package-lock.json
+npm:
+	@command -v npm >/dev/null || { echo "npm (Node.js 18 or later) is needed to build the \
+	explorer page: install it (Debian: apt-get install nodejs npm) and run make again" >&2; \
+	exit 1; }
+
+$(EXPLORER_NPM): explorer/package.json explorer/package-lock.json | npm
 	cd explorer && npm ci --no-audit --no-fund
 	touch $(EXPLORER_NPM)
 
@@ -31,10 +41,34 @@ $(EXPLORER_OUT): $(EXPLORER_NPM) explorer/build.mjs $(wildcard explorer/src/*)
 
 explorer: $(EXPLORER_OUT)
 
-demo: $(STAMP) $(EXPLORER_OUT)
-	$(VENV)/bin/riskgraph demo
+# The browser tests drive Debian's Chromium (no browser is ever downloaded), with CJK
+# fonts for the Chinese texts.
+CHROMIUM := /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-noto-cjk
 
-test: $(STAMP) $(EXPLORER_OUT)
+$(CHROMIUM):
+	@if ! command -v apt-get >/dev/null; then \
+	  echo "make test needs Chromium at $(CHROMIUM) for the browser tests and this" \
+	    "machine has no apt-get: install Chromium there (and a CJK font) and run" \
+	    "make test again" >&2; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo -n apt-get update -q && \
+	    sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); \
+	else \
+	  echo "make test needs Chromium at $(CHROMIUM) for the browser tests; installing" \
+	    "it takes root: run  sudo apt-get install -y $(BROWSER_PACKAGES)  then" \
+	    "make test again" >&2; exit 1; \
+	fi
+
+browser: $(CHROMIUM)
+
+demo: $(STAMP) $(EXPLORER_OUT)
+	$(VENV)/bin/riskgraph demo --port $(PORT)
+
+test: $(STAMP) $(EXPLORER_OUT) $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: $(STAMP)

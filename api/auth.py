@@ -46,6 +46,8 @@ ACCESS: Mapping[str, frozenset[str]] = {
     "User.devices": STAFF,
     "Mutation.decideLimit": EVERYONE,
     "Mutation.decideLimit(dryRun: false)": ENGINE,
+    "Mutation.decideLimit(asOf)": ENGINE,  # deciding as of another date
+    "Mutation.reviewLimits(asOf)": ENGINE,
     "Mutation.rescoreUser": ENGINE,
     "Mutation.flagUser": STAFF,
     "Mutation.reviewLimits": frozenset({ADMIN}),

@@ -14,6 +14,7 @@ from typing import Any
 
 from api.errors import ServiceUnavailableError
 from api.settings import Settings
+from graph.errors import RiskGraphError
 from graph.store import GraphStore
 
 log = logging.getLogger("riskgraph.api")
@@ -39,6 +40,30 @@ def _model(settings: Settings) -> tuple[str, Any]:
             have = registry.load(settings.models_dir, latest.name)
             _loaded[settings.models_dir] = have
         return have
+
+
+def warm_up(store: GraphStore, settings: Settings) -> str | None:
+    """Load the latest model and score one user with it (nothing is written), so that
+    the server reports ready only when ``rescoreUser`` answers in normal time: the model
+    load and the first forward pass cost seconds, which the first caller used to pay.
+    The version loaded, or None when there is no trained model yet (the model's fields
+    then answer UNAVAILABLE, as before) or no user to score."""
+    from gnn.score import score_user
+
+    try:
+        version, model = _model(settings)
+    except ServiceUnavailableError:
+        return None
+    try:
+        first = store.node_ids("User", limit=1)
+        if first:
+            score_user(model, store, first[0])
+    except RiskGraphError as exc:
+        # A store that cannot be read now is the API's to report per request (its
+        # documented fallbacks); the model itself is loaded.
+        logging.getLogger("riskgraph.api").warning(
+            "model warm-up could not score a user", extra={"error": str(exc)})
+    return version
 
 
 def rescore_user(store: GraphStore, settings: Settings, user_id: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from graph.model import CREDIT_PROPERTIES, SCORE_PROPERTIES, Node
 from graph.store import GraphStore
 from limits.audit import AuditLog
 from limits.bulk import Outcome, decide_outcomes, init_worker, outcome_of, worker_outcomes
+from limits.counterfactuals import decide_with_counterfactuals
 from limits.engine import Decision, decide
 from limits.errors import LimitsError
 from limits.features import LINES, LineState, Profile
@@ -330,7 +331,7 @@ class LimitsService:
                        counterfactuals: bool = True) -> Decision:
         """Decide on a profile already read; when ``apply``, record it (synced to disk)
         and then write it to the store."""
-        d = decide(profile, self.policy, counterfactuals=counterfactuals)
+        d = decide_with_counterfactuals(profile, self.policy, counterfactuals)
         if apply:
             self.audit.keep_policy(self.policy, self.policy_text)
             self.audit.append(d, applied=True, recorded_at_ms=self.clock())

@@ -4,7 +4,7 @@ mutations that decide limits, rescore users, flag them and review limits in bulk
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -234,18 +234,32 @@ def _selects(info: Info, name: str) -> bool:
     return False
 
 
+AS_OF_DOC = ("Decide as of this day (YYYY-MM-DD, in the policy's UTC offset) or ISO date "
+             "and time: its seasons and cool-downs; limit_engine and admin only.")
+
+
+def _as_of(ctx: Any, as_of: str | None, right: str) -> int | None:
+    if as_of is None:
+        return None
+    if not ctx.principal.may(right):
+        raise ForbiddenError("deciding as of a date (asOf) needs the limit_engine or admin role")
+    return services.as_of_ms(ctx.store, ctx.settings, as_of)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(permission_classes=allowed("Mutation.decideLimit"),
                          description="Decide a user's limits; dryRun (default) applies nothing.")
     async def decide_limit(
-        self, info: Info, user_id: strawberry.ID, dry_run: bool = True
+        self, info: Info, user_id: strawberry.ID, dry_run: bool = True,
+        as_of: Annotated[str | None, strawberry.argument(description=AS_OF_DOC)] = None,
     ) -> Decision | None:
         ctx = ctx_of(info)
         if not dry_run and not ctx.principal.may("Mutation.decideLimit(dryRun: false)"):
             raise ForbiddenError(
                 "applying a decision (dryRun: false) needs the limit_engine or admin role"
             )
+        at_ms = _as_of(ctx, as_of, "Mutation.decideLimit(asOf)")
         uid = check_id(str(user_id), "userId")
         try:
             user = await load_user(info, uid)
@@ -261,7 +275,7 @@ class Mutation:
             runner = ctx.runtime.read if dry_run and not counterfactuals else ctx.runtime.run
             got = await runner(services.decide_limit, ctx.store, ctx.settings, uid,
                                dry_run=dry_run, counterfactuals=counterfactuals,
-                               node=user.node if user is not None else None)
+                               node=user.node if user is not None else None, at_ms=at_ms)
         decision = decision_from(got, dry_run)
         if decision.fallback:  # counted apart; no decision was made or recorded
             ctx.runtime.metrics.decisions.inc("fallback", str(dry_run).lower())
@@ -304,14 +318,16 @@ class Mutation:
                          description="Review the limits of many users (all when userIds "
                                      "is left out).")
     async def review_limits(
-        self, info: Info, user_ids: list[strawberry.ID] | None = None, dry_run: bool = True
+        self, info: Info, user_ids: list[strawberry.ID] | None = None, dry_run: bool = True,
+        as_of: Annotated[str | None, strawberry.argument(description=AS_OF_DOC)] = None,
     ) -> Review | None:
         ctx = ctx_of(info)
+        at_ms = _as_of(ctx, as_of, "Mutation.reviewLimits(asOf)")
         ids = [check_id(str(u), "userIds") for u in user_ids] if user_ids is not None else None
         if ids is not None and len(ids) > MAX_REVIEW_IDS:
             raise BadInputError(f"review at most {MAX_REVIEW_IDS} users per call")
         got = await ctx.run(services.review_limits, ctx.store, ctx.settings, user_ids=ids,
-                            dry_run=dry_run)
+                            dry_run=dry_run, at_ms=at_ms)
         review = review_from(got, dry_run)
         for ac in review.by_action:
             ctx.runtime.metrics.decisions.inc(ac.action, str(dry_run).lower(), by=ac.count)

@@ -19,6 +19,7 @@ from typing import Any
 
 from strawberry.http.ides import get_graphql_ide_html
 
+from api import gnn_service
 from api.auth import Authenticator
 from api.context import Context, Runtime
 from api.logs import request_id_var
@@ -307,7 +308,9 @@ class RiskGraphApp:
 
 
 def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) -> RiskGraphApp:
-    """The API over an initialised store. Keys, limits and paths come from ``settings``."""
+    """The API over an initialised store. Keys, limits and paths come from ``settings``.
+    The fraud model is loaded first, so the server is ready only once it can score."""
+    gnn_service.warm_up(store, settings)
     return RiskGraphApp(Runtime.build(store, settings), Authenticator(settings.api_keys),
                         owns_store=owns_store)
 

@@ -44,8 +44,24 @@ def limits_service(store: GraphStore, settings: Settings) -> Any:
         return svc
 
 
+def as_of_ms(store: GraphStore, settings: Settings, as_of: str | None) -> int | None:
+    """The instant a decision is made as of (``asOf``), in the policy's offset; None for
+    now. BadInputError when it is not a date."""
+    if as_of is None:
+        return None
+    from api.errors import BadInputError
+    from limits.decision import as_of_ms as parse
+    from limits.errors import AsOfError
+
+    try:
+        return parse(as_of, limits_service(store, settings).policy)
+    except AsOfError as exc:
+        raise BadInputError(str(exc)) from None
+
+
 def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
-                 counterfactuals: bool = True, node: Any = None) -> Any:
+                 counterfactuals: bool = True, node: Any = None,
+                 at_ms: int | None = None) -> Any:
     """The decision for one user; recorded in the audit trail and applied unless a dry run
     (under the user's apply lock, see ``LimitsService.applying``). Counterfactuals cost
     many decisions, so callers that do not show them skip them. A dry run may be given
@@ -58,7 +74,7 @@ def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run
     svc = limits_service(store, settings)
     with nullcontext() if dry_run else svc.applying(user_id):
         try:
-            profile = svc.profile(user_id, node=node if dry_run else None)
+            profile = svc.profile(user_id, at_ms, node=node if dry_run else None)
         except StoreUnavailableError as exc:
             return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
         return svc.decide_profile(profile, apply=not dry_run,
@@ -100,12 +116,14 @@ def decision_history(store: GraphStore, settings: Settings, user_id: str, *, lim
 
 
 def review_limits(
-    store: GraphStore, settings: Settings, *, user_ids: list[str] | None, dry_run: bool
+    store: GraphStore, settings: Settings, *, user_ids: list[str] | None, dry_run: bool,
+    at_ms: int | None = None,
 ) -> Any:
     svc = limits_service(store, settings)
     if user_ids is None:
-        return svc.review(dry_run=dry_run).to_dict()
-    decisions = [svc.decide(u, apply=not dry_run, counterfactuals=False) for u in user_ids]
+        return svc.review(dry_run=dry_run, at_ms=at_ms).to_dict()
+    decisions = [svc.decide(u, apply=not dry_run, counterfactuals=False, at_ms=at_ms)
+                 for u in user_ids]
     return {"dry_run": dry_run, "decisions": decisions}
 
 

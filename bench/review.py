@@ -13,9 +13,19 @@ Two measurements:
    Medians over the rounds are reported, with the log's bytes per record, the time of
    `audit verify` and of one `decide` against the log the review left.
 
+3. coverage (``--coverage``): a full ``review --counterfactuals`` (dry run) on a store of
+   generated users (``riskgraph generate``, ``load``, ``train``, ``score``, as a new user
+   runs them; ``--coverage-home`` reuses a store built so), decided as of the
+   generator's date; prints how many users who never missed a payment were kept without
+   a raise, and how many of those got neither a counterfactual that improves their
+   decision nor a dated reason.
+
 Usage: python bench/review.py [--users 100000] [--store-users 20000] [--rounds 3]
        [--workers N] [--out FILE.json]
+       python bench/review.py --coverage [--coverage-users 20000]
+       [--coverage-home DIR]
 Targets (issue 5): at least 5,000 users/s on 2 cores; 1M users in at most 5 minutes.
+Target (issue 16): no on-time user kept without a raise and unexplained.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +257,62 @@ def bench_review(n: int, root: Path, rounds: int, workers: int) -> dict[str, obj
     }
 
 
+def build_generated_store(home: Path, users: int, seed: int) -> None:
+    """Generate, load, train and score, each the real command a user would run."""
+    import subprocess
+
+    env = {**os.environ, "RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded"}
+    data = home / "data"
+    for argv in (["generate", "--users", str(users), "--seed", str(seed), "--out", str(data)],
+                 ["load", str(data)], ["train", "--task", "user", "--seed", str(seed)],
+                 ["score"]):
+        subprocess.run([sys.executable, "-m", "api.cli", *argv], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def bench_coverage(home: Path) -> dict[str, object]:
+    """Counterfactual coverage of a full review on the store in ``home``."""
+    from api.bootstrap import open_store
+    from api.limits_service import LimitsService
+    from api.settings import Settings
+    from limits.audit import AuditLog
+    from limits.counterfactuals import is_explained, never_overdue, with_counterfactuals
+    from limits.policy import parse_policy, read_policy_text
+    from loaders.synthetic import END_MS
+
+    settings = replace(Settings.from_env().with_store("embedded"), home=home)
+    text = read_policy_text()[0]
+    policy = parse_policy(text)
+    store = open_store(settings)
+    counts = {"users": 0, "never_overdue": 0, "never_overdue_kept": 0,
+              "never_overdue_kept_unexplained": 0, "unexplained_dormant": 0,
+              "records_without_counterfactual": 0}
+    examples: list[object] = []
+    t = time.perf_counter()
+    try:
+        svc = LimitsService(store, AuditLog(home / "audit-bench"), policy, text,
+                            clock=lambda: END_MS)
+        for batch in svc.profiles(END_MS):
+            for p in batch:
+                d = with_counterfactuals(decide(p, policy), policy)
+                counts["users"] += 1
+                counts["records_without_counterfactual"] += not d.counterfactuals
+                if not never_overdue(p):
+                    continue
+                counts["never_overdue"] += 1
+                if d.action != "keep":
+                    continue
+                counts["never_overdue_kept"] += 1
+                if not is_explained(d):
+                    counts["never_overdue_kept_unexplained"] += 1
+                    counts["unexplained_dormant"] += d.assessment.stage == "dormant"
+                    if len(examples) < 5:
+                        examples.append([p.user_id, [r.code for r in d.all_reasons]])
+    finally:
+        store.close()
+    return {**counts, "seconds": time.perf_counter() - t, "examples": examples}
+
+
 def machine() -> dict[str, object]:
     cpu = ""
     try:
@@ -267,7 +334,14 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/results/review.json")
+    ap.add_argument("--coverage", action="store_true",
+                    help="measure the counterfactual coverage of a full review instead")
+    ap.add_argument("--coverage-users", type=int, default=20_000)
+    ap.add_argument("--coverage-home", default=None,
+                    help="a RISKGRAPH_HOME with a generated, loaded and scored store to use")
     args = ap.parse_args()
+    if args.coverage:
+        return coverage_main(args)
     result: dict[str, object] = {"machine": machine()}
     result["engine"] = bench_engine(args.users, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,6 +356,24 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"\nwritten {args.out}")
+    return 0
+
+
+def coverage_main(args: argparse.Namespace) -> int:
+    result: dict[str, object] = {"machine": machine()}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(args.coverage_home) if args.coverage_home else Path(tmp)
+        if not args.coverage_home:
+            build_generated_store(home, args.coverage_users, 7)
+        result["coverage"] = cov = bench_coverage(home)
+    print(f"machine: {result['machine']}")
+    for k, v in cov.items():
+        print(f"  {k:<40}{v:>14,.1f}" if isinstance(v, float) else f"  {k:<40}{v}")
+    out = Path(args.out if args.out != "bench/results/review.json"
+               else "bench/results/coverage.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwritten {out}")
     return 0
 
 

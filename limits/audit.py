@@ -39,7 +39,8 @@ from typing import Any, NamedTuple
 
 from limits import scorecard
 from limits.audit_index import INDEX_NAME, AuditIndex, RaiseRow, RecRow
-from limits.engine import Decision, decide
+from limits.counterfactuals import decide_with_counterfactuals
+from limits.decision import Decision
 from limits.errors import AuditError, AuditIntegrityError, ReplayMismatchError
 from limits.features import LineState, Profile
 from limits.policy import Policy, parse_policy
@@ -557,8 +558,9 @@ class AuditLog:
                 f"runs {scorecard.MODEL_VERSION}; replay it with that engine version"
             )
         policy = self.policy(d["policy_hash"])
-        again = decide(Profile.from_dict(d["inputs"]), policy,
-                       counterfactuals=bool(record.get("options", {}).get("counterfactuals")))
+        again = decide_with_counterfactuals(
+            Profile.from_dict(d["inputs"]), policy,
+            bool(record.get("options", {}).get("counterfactuals")))
         if record.get("format") == FORMAT:
             body = json.loads(canonical(compact_body(again)))
         else:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from limits.audit import Entry, entry_of
-from limits.engine import Decision, decide
+from limits.counterfactuals import decide_with_counterfactuals
+from limits.decision import Decision
 from limits.errors import LimitsError
 from limits.features import Profile
 from limits.policy import Policy
@@ -59,7 +60,7 @@ def outcome_of(d: Decision, *, record: bool = True) -> Outcome:
 
 def decide_outcomes(profiles: Sequence[Profile], policy: Policy, *, record: bool,
                     counterfactuals: bool = False) -> list[Outcome]:
-    return [outcome_of(decide(p, policy, counterfactuals=counterfactuals), record=record)
+    return [outcome_of(decide_with_counterfactuals(p, policy, counterfactuals), record=record)
             for p in profiles]
 
 

@@ -16,12 +16,20 @@ tests/test_limits_invariants.py check.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from limits import scorecard
+from limits.decision import (
+    ACTIONS,
+    FAVOUR,
+    PRIORITY,
+    Assessment,
+    Counterfactual,
+    Decision,
+    LineDecision,
+    date_text,
+    round_down,
+)
 from limits.features import (
     DAY_MS,
     LINES,
@@ -34,127 +42,10 @@ from limits.features import (
 from limits.policy import BANDS, Policy
 from limits.reasons import BAND_ZH, Reason
 
-ACTIONS: tuple[str, ...] = ("open", "raise", "keep", "reduce", "freeze")
-# Overall action: the most severe line action wins; a raise outranks an opening.
-_PRIORITY = {"freeze": 0, "reduce": 1, "raise": 2, "open": 3, "keep": 4}
-# How good an action is for the user; counterfactuals look for a change in this.
-FAVOUR = {"freeze": 0, "reduce": 1, "keep": 2, "open": 3, "raise": 3}
-
-
-@dataclass(frozen=True)
-class Assessment:
-    pd: float
-    points: float
-    band: str
-    drivers: tuple[str, ...]  # what put the band above low: default, fraud, relational, ring
-    stage: str  # new | active | dormant | high_risk
-    base_stage: str  # the stage without the high-risk override
-    segment: str
-    scored: bool
-    frozen: bool
-    overdue_now: int
-    on_time_streak: int
-    capacity: float
-    joint_ceiling: float
-    joint_ceiling_by: str
-    joint_target: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class LineDecision:
-    line: str
-    action: str
-    current_limit: float | None  # None when the line is not held
-    new_limit: float
-    current_temp_limit: float
-    temp_limit: float
-    temp_until_ms: int | None
-    ceiling: float
-    target: float
-    reasons: tuple[Reason, ...]
-
-    @property
-    def effective_limit(self) -> float:
-        return self.new_limit + self.temp_limit
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "reasons"}
-        d["effective_limit"] = self.effective_limit
-        d["reasons"] = [r.to_dict() for r in self.reasons]
-        return d
-
-
-@dataclass(frozen=True)
-class Counterfactual:
-    lever: str
-    current: Any
-    needed: Any
-    action: str  # the action the change would lead to
-    en: str
-    zh: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Decision:
-    user_id: str
-    action: str
-    lines: tuple[LineDecision, ...]
-    reasons: tuple[Reason, ...]  # about the account as a whole
-    assessment: Assessment
-    refer: str | None  # who the user is referred to, when frozen
-    inputs: Profile
-    policy_version: str
-    policy_hash: str
-    model_version: str
-    decided_at_ms: int
-    counterfactuals: tuple[Counterfactual, ...] = field(default=())
-
-    def line(self, name: str) -> LineDecision:
-        for ld in self.lines:
-            if ld.line == name:
-                return ld
-        raise KeyError(name)
-
-    @property
-    def all_reasons(self) -> list[Reason]:
-        return [*self.reasons, *(r for ld in self.lines for r in ld.reasons)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "action": self.action,
-            "lines": [ld.to_dict() for ld in self.lines],
-            "reasons": [r.to_dict() for r in self.reasons],
-            "counterfactuals": [c.to_dict() for c in self.counterfactuals],
-            "assessment": self.assessment.to_dict(),
-            "refer": self.refer,
-            "inputs": self.inputs.to_dict(),
-            "policy_version": self.policy_version,
-            "policy_hash": self.policy_hash,
-            "model_version": self.model_version,
-            "decided_at_ms": self.decided_at_ms,
-        }
-
-
-def round_down(x: float, step: float) -> float:
-    """``x`` rounded down to a multiple of ``step``; never above ``x``, never below 0."""
-    if x <= 0:
-        return 0.0
-    r = math.floor(x / step) * step
-    if r > x:
-        r -= step
-    return float(max(r, 0.0))
-
-
-def date_text(ms: int, policy: Policy) -> str:
-    tz = timezone(timedelta(hours=policy.utc_offset_hours))
-    return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")
+# The decision types live in limits.decision; they are named here too for the callers
+# that know the engine only.
+__all__ = ["ACTIONS", "FAVOUR", "Assessment", "Counterfactual", "Decision", "LineDecision",
+           "assess", "date_text", "decide", "line_ceiling", "round_down"]
 
 
 def _band_of(value: float | None, medium: float, high: float) -> int:
@@ -238,13 +129,14 @@ def line_ceiling(line: str, a: Assessment, p: Profile, policy: Policy) -> tuple[
     return max(0.0, value), by
 
 
-def decide(p: Profile, policy: Policy, *, counterfactuals: bool = False) -> Decision:
-    """The decision for one profile under one policy."""
+def decide(p: Profile, policy: Policy) -> Decision:
+    """The decision for one profile under one policy, as of ``p.now_ms``. It searches no
+    counterfactuals: limits.counterfactuals.with_counterfactuals adds them."""
     check_profile(p)
     h = history_stats(p.repayment_history, policy.adjustment.overdue_lookback_months)
     a = assess(p, policy, h)
     lines = tuple(_decide_line(line, p, a, h, policy) for line in LINES)
-    action = min((ld.action for ld in lines), key=_PRIORITY.__getitem__)
+    action = min((ld.action for ld in lines), key=PRIORITY.__getitem__)
     reasons: list[Reason] = []
     if a.frozen:
         reasons.append(Reason("FRAUD_HOLD", None, {
@@ -254,100 +146,152 @@ def decide(p: Profile, policy: Policy, *, counterfactuals: bool = False) -> Deci
         reasons.append(Reason("MONITORING"))
     if policy.macro_factor < 1.0:
         reasons.append(Reason("MACRO_TIGHTENING", None, {"factor": policy.macro_factor}))
-    d = Decision(
+    return Decision(
         user_id=p.user_id, action=action, lines=lines, reasons=tuple(reasons), assessment=a,
         refer=policy.hard_stop.refer_to if a.frozen else None, inputs=p,
         policy_version=policy.version, policy_hash=policy.content_hash,
         model_version=scorecard.MODEL_VERSION, decided_at_ms=p.now_ms,
     )
-    if counterfactuals:
-        from limits.counterfactuals import find_counterfactuals
-
-        d = Decision(**{**d.__dict__, "counterfactuals": tuple(find_counterfactuals(d, policy))})
-    return d
 
 
 def _drivers(a: Assessment) -> dict[str, Any]:
     return {"band": a.band, "drivers": a.drivers}
 
 
+class _Line:
+    """What every path of one line's decision starts from."""
+
+    __slots__ = ("name", "st", "current", "held", "ceiling", "ceiling_by", "share", "target")
+
+    def __init__(self, line: str, p: Profile, a: Assessment, policy: Policy) -> None:
+        self.name = line
+        self.st = p.lines.get(line)
+        self.current = self.st.limit if self.st is not None else None
+        # What the line holds now, in whole units of the policy's rounding: a stored
+        # limit off the grid is kept at the multiple below it.
+        self.held = round_down(self.current or 0.0, policy.rounding)
+        self.ceiling, self.ceiling_by = line_ceiling(line, a, p, policy)
+        self.share = getattr(policy.split, a.base_stage).share(line)
+        self.target = round_down(min(a.joint_target * self.share, self.ceiling),
+                                 policy.rounding)
+
+
 def _decide_line(
     line: str, p: Profile, a: Assessment, h: HistoryStats, policy: Policy
 ) -> LineDecision:
-    st = p.lines.get(line)
-    rules = policy.lines.rules(line)
-    adj = policy.adjustment
-    ceiling, ceiling_by = line_ceiling(line, a, p, policy)
-    share = getattr(policy.split, a.base_stage).share(line)
-    target = round_down(min(a.joint_target * share, ceiling), policy.rounding)
-    reasons: list[Reason] = []
-    current = st.limit if st is not None else None
-    cur = current or 0.0
-
+    ln = _Line(line, p, a, policy)
     if a.frozen:
-        return LineDecision(line, "freeze", current, 0.0, st.temp_limit if st else 0.0, 0.0,
-                            None, ceiling, target, ())
-
-    if st is None:
-        blockers = _open_blockers(line, p, a, h, policy, target)
-        new = round_down(min(target, rules.open_max, ceiling), policy.rounding)
-        if not blockers and new >= rules.min_open:
-            action = "open"
-            reasons.append(Reason("OPENED", line, {"new": new}))
-        else:
-            action, new = "keep", 0.0
-            reasons.extend(blockers or [_not_enough(line, a, rules.min_open, target)])
+        return _freeze(ln)
+    reasons: list[Reason] = []
+    if ln.st is None:
+        action, new = _open_or_not(ln, p, a, h, policy, reasons)
     elif a.stage == "high_risk":
-        to = ceiling
-        if h.overdue_now:
-            to = min(to, cur * (1.0 - adj.overdue_reduction))
-            reasons.append(Reason("OVERDUE_NOW", line, {
-                "bucket": h.overdue_now, "cut": adj.overdue_reduction,
-                "window": adj.window_months}))
-        if a.band == "high":
-            to = min(to, target)
-        new = min(cur, round_down(to, policy.rounding))
-        action = "reduce" if new < cur else "keep"
-        if action == "keep":
-            reasons.append(Reason("KEPT", line, {"current": cur}))
-        if a.band == "high":
-            code = "HIGH_RISK" if action == "reduce" else "BAND_NO_RAISE"
-            reasons.append(Reason(code, line, {"target": target, **_drivers(a)}))
+        action, new = _reduce_for_risk(ln, a, h, policy, reasons)
     else:
-        blockers = _raise_blockers(line, st, p, a, h, policy)
-        new = cur if cur <= ceiling else round_down(ceiling, policy.rounding)
-        action = "reduce" if new < cur else "keep"
-        if not blockers and action == "keep":
-            step = max(min(cur * adj.max_step_fraction, adj.max_step_amount), adj.min_step_amount)
-            cand = round_down(min(target, cur + step, ceiling), policy.rounding)
-            if cand >= cur + adj.min_step_amount:
-                action, new = "raise", cand
-                reasons.append(Reason("RAISED", line, {
-                    "months": h.on_time_streak, "current": cur, "new": new}))
-                if cand < target and cur + step < min(target, ceiling):
-                    reasons.append(Reason("STEP_LIMITED", line, {
-                        "step_fraction": adj.max_step_fraction,
-                        "step_amount": adj.max_step_amount, "target": target}))
-            elif a.capacity * share <= cur + adj.min_step_amount:
-                blockers.append(Reason("NO_CAPACITY", line, {"capacity": a.capacity}))
-            else:
-                blockers.append(Reason("AT_TARGET", line, {"target": target}))
-        if action == "reduce":
-            reasons.append(Reason("CAP_APPLIED", line, {"ceiling": new, "cap": ceiling_by}))
-        elif action == "keep":
-            reasons.append(Reason("KEPT", line, {"current": cur}))
-            reasons.extend(blockers)
-            codes = {r.code for r in blockers}
-            if target < cur + adj.min_step_amount and not codes & {"AT_TARGET", "NO_CAPACITY"}:
-                # Even with every other condition met there would be no room to raise.
-                if a.capacity * share <= cur + adj.min_step_amount:
-                    reasons.append(Reason("NO_CAPACITY", line, {"capacity": a.capacity}))
-                else:
-                    reasons.append(Reason("AT_TARGET", line, {"target": target}))
+        action, new = _raise_or_keep(ln, ln.st, p, a, h, policy, reasons)
+    temp, until = _temporary(line, ln.st, p, a, policy, action, new, ln.ceiling, reasons)
+    return LineDecision(line, action, ln.current, new, ln.st.temp_limit if ln.st else 0.0,
+                        temp, until, ln.ceiling, ln.target, tuple(reasons))
 
-    temp, until = _temporary(line, st, p, a, policy, action, new, ceiling, reasons)
-    return LineDecision(line, action, current, new, st.temp_limit if st else 0.0, temp, until,
-                        ceiling, target, tuple(reasons))
+
+def _freeze(ln: _Line) -> LineDecision:
+    """Fraud hard stop: nothing left on the line, nothing opened."""
+    return LineDecision(ln.name, "freeze", ln.current, 0.0,
+                        ln.st.temp_limit if ln.st else 0.0, 0.0, None, ln.ceiling,
+                        ln.target, ())
+
+
+def _open_or_not(ln: _Line, p: Profile, a: Assessment, h: HistoryStats, policy: Policy,
+                 reasons: list[Reason]) -> tuple[str, float]:
+    """A line not held: opened when its conditions hold, else left closed with why."""
+    rules = policy.lines.rules(ln.name)
+    blockers = _open_blockers(ln.name, p, a, h, policy, ln.target)
+    new = round_down(min(ln.target, rules.open_max, ln.ceiling), policy.rounding)
+    if not blockers and new >= rules.min_open:
+        reasons.append(Reason("OPENED", ln.name, {"new": new}))
+        return "open", new
+    reasons.extend(blockers or [_not_enough(ln.name, a, rules.min_open, ln.target)])
+    return "keep", 0.0
+
+
+def _reduce_for_risk(ln: _Line, a: Assessment, h: HistoryStats, policy: Policy,
+                     reasons: list[Reason]) -> tuple[str, float]:
+    """High-risk stage: overdue now cuts the line, a high band brings it to target."""
+    adj = policy.adjustment
+    cur = ln.held
+    to = ln.ceiling
+    if h.overdue_now:
+        to = min(to, cur * (1.0 - adj.overdue_reduction))
+        reasons.append(Reason("OVERDUE_NOW", ln.name, {
+            "bucket": h.overdue_now, "cut": adj.overdue_reduction,
+            "window": adj.window_months}))
+    if a.band == "high":
+        to = min(to, ln.target)
+    new = min(cur, round_down(to, policy.rounding))
+    action = "reduce" if new < cur else "keep"
+    if action == "keep":
+        reasons.append(Reason("KEPT", ln.name, {"current": cur}))
+    if a.band == "high":
+        code = "HIGH_RISK" if action == "reduce" else "BAND_NO_RAISE"
+        reasons.append(Reason(code, ln.name, {"target": ln.target, **_drivers(a)}))
+    return action, new
+
+
+def _raise_or_keep(ln: _Line, st: LineState, p: Profile, a: Assessment, h: HistoryStats,
+                   policy: Policy, reasons: list[Reason]) -> tuple[str, float]:
+    """A held line outside the high-risk stage: brought down to a cap that now binds,
+    raised when every condition holds, else kept with every reason it was not raised."""
+    adj = policy.adjustment
+    cur = ln.held
+    if cur > ln.ceiling:
+        new = round_down(ln.ceiling, policy.rounding)
+        reasons.append(Reason("CAP_APPLIED", ln.name, {"ceiling": new, "cap": ln.ceiling_by}))
+        return "reduce", new
+    blockers = _raise_blockers(ln.name, st, p, a, h, policy)
+    room = _no_room(ln, a, policy)
+    if not blockers:
+        step = max(min(cur * adj.max_step_fraction, adj.max_step_amount), adj.min_step_amount)
+        cand = round_down(min(ln.target, cur + step, ln.ceiling), policy.rounding)
+        if cand >= cur + adj.min_step_amount:
+            reasons.append(Reason("RAISED", ln.name, {
+                "months": h.on_time_streak, "current": cur, "new": cand}))
+            if cand < ln.target and cur + step < min(ln.target, ln.ceiling):
+                reasons.append(Reason("STEP_LIMITED", ln.name, {
+                    "step_fraction": adj.max_step_fraction,
+                    "step_amount": adj.max_step_amount, "target": ln.target}))
+            return "raise", cand
+    reasons.append(Reason("KEPT", ln.name, {"current": cur}))
+    reasons.extend(blockers)
+    if room is None and not blockers:
+        room = Reason("AT_TARGET", ln.name, {"target": ln.target})
+    if room is not None:
+        # Even with every other condition met there would be no room to raise.
+        reasons.append(room)
+    return "keep", cur
+
+
+def _no_room(ln: _Line, a: Assessment, policy: Policy) -> Reason | None:
+    """Why the line could not rise even with every behaviour condition met, or None when
+    a raise of at least the minimum step would fit."""
+    adj = policy.adjustment
+    cur = ln.held
+    if ln.target >= cur + adj.min_step_amount:
+        return None
+    rules = policy.lines.rules(ln.name)
+    if cur + adj.min_step_amount > rules.max_limit:
+        return Reason("AT_MAXIMUM", ln.name, {"max_limit": rules.max_limit})
+    if a.capacity * ln.share <= cur + adj.min_step_amount:
+        return Reason("NO_CAPACITY", ln.name, {"capacity": a.capacity})
+    cap = a.joint_ceiling_by if ln.ceiling_by == "split" else ln.ceiling_by
+    rule = next((c for c in policy.regulatory_caps if c.name == cap), None)
+    if ln.ceiling < cur + adj.min_step_amount and rule is not None:
+        by_income = rule.income_fraction is not None
+        return Reason("CAP_BINDS", ln.name, {
+            "ceiling": ln.ceiling, "cap": cap,
+            "hint": "a higher verified income would raise it" if by_income
+            else "no raise is possible above it",
+            "hint_zh": "经核实的收入提高后可提额" if by_income else "无法超过该上限提额"})
+    return Reason("AT_TARGET", ln.name, {"target": ln.target})
 
 
 def _not_enough(line: str, a: Assessment, min_open: float, target: float) -> Reason:
@@ -455,7 +399,8 @@ def _temporary(
             t = round_down(new * s.raise_fraction, policy.rounding)
             if t > temp:
                 temp, until, season = t, end, s
-    temp = min(temp, ceiling - new)
+    # Cut back by the ceiling, still a whole multiple of the rounding.
+    temp = round_down(min(temp, ceiling - new), policy.rounding)
     if temp <= 0 or until is None:
         return 0.0, None
     if season is not None:

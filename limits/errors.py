@@ -50,3 +50,7 @@ class AuditIntegrityError(AuditError):
 
 class ReplayMismatchError(AuditError):
     """A recorded decision, re-run with its own policy and inputs, gives another result."""
+
+
+class AsOfError(LimitsError, ValueError):
+    """A date to decide as of that is not a date."""

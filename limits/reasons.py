@@ -79,6 +79,15 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{line_zh}已达到当前风险与收入所支持的水平（{target:,.0f}）；收入提高、负债减少或"
         "信用分提升后可提额。",
     ),
+    "AT_MAXIMUM": (
+        "The {line} is at the most the policy allows on it ({max_limit:,.0f}); it cannot "
+        "rise further.",
+        "{line_zh}已达到该产品的最高额度（{max_limit:,.0f}），无法继续提额。",
+    ),
+    "CAP_BINDS": (
+        "The {cap} rule caps the {line} at {ceiling:,.0f}: {hint}.",
+        "“{cap_zh}”规定{line_zh}不超过 {ceiling:,.0f}：{hint_zh}。",
+    ),
     "BAND_NO_RAISE": (
         "Risk band {band} allows no raise ({drivers}).",
         "风险等级为{band_zh}，暂不提额（{drivers_zh}）。",

@@ -480,3 +480,48 @@ def test_cost_measured_once_per_document_still_follows_its_variables(runtime: Ru
         if errors:
             costs[(n, d)] = errors[0]["extensions"]["cost"]
     assert costs[(100, 3)] > costs[(100, 1)]
+
+
+def test_decide_limit_as_of_a_date_for_the_engine_roles_only(runtime: Runtime) -> None:
+    q = """mutation($asOf: String) { decideLimit(userId: "u02", asOf: $asOf) {
+        action decidedAt lines { line limit } reasons { code } } }"""
+    data, errors = run(runtime, q, {"asOf": "2025-11-11"}, role="limit_engine")
+    assert errors == []
+    assert data["decideLimit"]["decidedAt"].startswith("2025-11-10T16:00:00")  # +08:00 day
+    data, errors = run(runtime, q, {"asOf": "2025-11-11"}, role="investigator")
+    assert codes(errors) == ["FORBIDDEN"] and "limit_engine" in errors[0]["message"]
+    data, errors = run(runtime, q, {"asOf": "11/11/2025"}, role="admin")
+    assert codes(errors) == ["BAD_USER_INPUT"] and "YYYY-MM-DD" in errors[0]["message"]
+    data, errors = run(runtime, 'mutation { reviewLimits(userIds: ["u02"], asOf: "2025-11-11")'
+                                ' { reviewed } }', role="admin")
+    assert errors == [] and data["reviewLimits"] == {"reviewed": 1}
+
+
+def test_the_app_loads_the_model_before_it_serves(embedded_store: GraphStore, tmp_path: Path,
+                                                  trained_models: Path) -> None:
+    from api import gnn_service
+    from api.server import create_app
+
+    settings = Settings(home=tmp_path / "warm")
+    shutil.copytree(trained_models, settings.models_dir)
+    gnn_service._loaded.pop(settings.models_dir, None)
+    app = create_app(embedded_store, settings)
+    try:
+        # Loaded while the app was built, before any request: the first rescoreUser
+        # does not pay for it.
+        version, model = gnn_service._loaded[settings.models_dir]
+        assert version.startswith("user-") and model is not None
+    finally:
+        app.runtime.close()
+
+
+def test_the_app_starts_without_a_model(embedded_store: GraphStore, tmp_path: Path) -> None:
+    from api import gnn_service
+    from api.server import create_app
+
+    settings = Settings(home=tmp_path / "cold")
+    app = create_app(embedded_store, settings)
+    try:
+        assert settings.models_dir not in gnn_service._loaded
+    finally:
+        app.runtime.close()

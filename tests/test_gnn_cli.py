@@ -75,3 +75,45 @@ def test_unknown_user_is_not_found(home: Path) -> None:
     run(home, "train")
     out = run(home, "score", "--user", "nobody")
     assert out.returncode == 1 and "nobody" in out.stderr
+
+
+def _stored(home: Path, uid: str) -> dict:
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    try:
+        node = store.get_nodes("User", [uid])[0]
+        assert node is not None
+        return dict(node.properties)
+    finally:
+        store.close()
+
+
+def test_score_one_user_stores_it_unless_no_save(home: Path) -> None:
+    assert run(home, "train").returncode == 0
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    store.write_scores(["tied0"], {"fraud_risk": [0.5], "relational_risk": [0.5]},
+                       "stale", 1)
+    store.close()
+    out = run(home, "score", "--user", "tied0", "--no-save", "--json")
+    assert out.returncode == 0, out.stderr
+    fresh = json.loads(out.stdout)
+    assert fresh["saved"] is False and fresh["scores"]["fraud_risk"] != 0.5
+    assert _stored(home, "tied0")["model_version"] == "stale"
+    out = run(home, "score", "--user", "tied0", "--explain")
+    assert out.returncode == 0, out.stderr
+    assert "stored: the next decide uses these scores" in out.stdout
+    assert "log-odds" in out.stdout and " pp)" in out.stdout
+    held = _stored(home, "tied0")
+    assert held["model_version"] == fresh["version"]
+    assert abs(held["fraud_risk"] - fresh["scores"]["fraud_risk"]) < 1e-9
+    one = json.loads(run(home, "score", "--user", "tied0", "--explain", "--json").stdout)
+    for c in one["contributions"]:
+        # the same fall on both scales: log-odds rise with probability
+        assert (c["relational_log_odds_drop"] > 0) == (c["relational_risk_drop"] > 0) or \
+            abs(c["relational_risk_drop"]) < 1e-12
+
+
+def test_explain_without_a_user_is_a_usage_error(home: Path) -> None:
+    out = run(home, "score", "--explain")
+    assert out.returncode == 2 and "--user" in out.stderr

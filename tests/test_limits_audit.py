@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from limits.audit import AuditLog
+from limits.counterfactuals import decide_with_counterfactuals
 from limits.engine import decide
 from limits.errors import AuditError, ReplayMismatchError
 from limits.features import LineState, Profile
@@ -33,7 +34,7 @@ def log(tmp_path: Path) -> tuple[AuditLog, object]:
     policy = parse_policy(text)
     audit = AuditLog(tmp_path / "audit")
     audit.keep_policy(policy, text)
-    decisions = [decide(profile(i), policy, counterfactuals=(i == 0)) for i in range(6)]
+    decisions = [decide_with_counterfactuals(profile(i), policy, i == 0) for i in range(6)]
     audit.append(decisions[0], applied=True, recorded_at_ms=NOW)
     audit.append_many(decisions[1:], applied=True, recorded_at_ms=NOW + 1)
     return audit, policy
@@ -179,7 +180,7 @@ def test_replay_of_a_compact_record_gives_the_decision_back(log) -> None:
     rec = list(audit.records())[0]
     again = audit.replay(rec)
     p = Profile.from_dict(rec["decision"]["inputs"])
-    assert again.to_dict() == decide(p, policy, counterfactuals=True).to_dict()
+    assert again.to_dict() == decide_with_counterfactuals(p, policy, True).to_dict()
     assert again.counterfactuals and all(c.en and c.zh for c in again.counterfactuals)
 
 
@@ -228,7 +229,7 @@ def test_full_records_of_the_earlier_form_still_verify_and_replay(tmp_path: Path
     audit.keep_policy(policy, text)
     prev, lines = GENESIS, []
     for i in range(3):
-        d = decide(profile(i), policy, counterfactuals=(i == 1))
+        d = decide_with_counterfactuals(profile(i), policy, i == 1)
         rec = {"seq": i, "prev_hash": prev, "kind": "decision", "recorded_at_ms": NOW,
                "applied": True, "options": {"counterfactuals": i == 1},
                "decision": _raw_body(d)}

@@ -222,3 +222,56 @@ def test_audit_history_renders_compact_records_and_verify_rebuilds_the_index(
     assert out["ok"] and out["records"] == 8 and out["index_rebuilt"]
     assert len(json.loads(run(home, "audit", "history", "short", "--json").stdout)
                ["records"]) == 2
+
+
+def _temp_raise(d: dict) -> list[dict]:
+    return [x for ld in d["lines"] for x in ld["reasons"] if x["code"] == "TEMP_RAISE"]
+
+
+def test_decide_as_of_singles_day_gets_the_temporary_raise_and_replays(home: Path) -> None:
+    autumn = json.loads(run(home, "decide", "good", "--dry-run", "--as-of", "2025-09-04",
+                            "--json").stdout)
+    assert not _temp_raise(autumn)
+    r = run(home, "decide", "good", "--as-of", "2025-11-11", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    # 2025-11-11 00:00 in the policy's offset (+08:00)
+    assert d["decided_at_ms"] == 1_762_790_400_000
+    temp = _temp_raise(d)
+    assert temp and temp[0]["params"]["season"] == "Singles Day"
+    bnpl = next(ld for ld in d["lines"] if ld["line"] == "bnpl")
+    assert bnpl["temp_limit"] > 0 and bnpl["temp_limit"] % 100 == 0
+    assert "双十一" in temp[0]["zh"]
+    hist = json.loads(run(home, "audit", "history", "good", "--json").stdout)["records"]
+    assert hist[-1]["decision"]["decided_at_ms"] == 1_762_790_400_000
+    assert hist[-1]["recorded_at_ms"] > hist[-1]["decision"]["decided_at_ms"]
+    v = run(home, "audit", "verify", "--replay")
+    assert v.returncode == 0, v.stderr
+    text = run(home, "decide", "good", "--dry-run", "--as-of", "2025-11-11")
+    assert "as of 2025-11-11" in text.stdout
+
+
+def test_review_and_simulate_as_of_a_date(home: Path, tmp_path: Path) -> None:
+    r = run(home, "review", "--dry-run", "--as-of", "2025-11-11", "--json")
+    assert r.returncode == 0, r.stderr
+    nov = json.loads(r.stdout)
+    sep = json.loads(run(home, "review", "--dry-run", "--as-of", "2025-09-04",
+                         "--json").stdout)
+    assert nov["exposure_after"] > sep["exposure_after"]  # the season's temporary raises
+    policy = Path(__file__).resolve().parent.parent / "limits" / "policy.toml"
+    s = run(home, "simulate", "--policy", str(policy), "--vs", str(policy), "--as-of",
+            "2025-11-11", "--png", str(tmp_path / "s.png"), "--json")
+    assert s.returncode == 0, s.stderr
+    out = json.loads(s.stdout)
+    assert out["a"]["exposure_after"] == nov["exposure_after"]
+    assert out["a"]["exposure_after"] % 100 == 0
+
+
+def test_as_of_that_is_not_a_date_is_a_usage_error(home: Path) -> None:
+    r = run(home, "decide", "good", "--as-of", "2025-13-40")
+    assert r.returncode == 2 and "YYYY-MM-DD" in r.stderr
+
+
+def test_audit_history_of_an_unknown_user_exits_1(home: Path) -> None:
+    r = run(home, "audit", "history", "nobody")
+    assert r.returncode == 1 and "nobody" in r.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from graph.errors import RiskGraphError
+from limits.counterfactuals import decide_with_counterfactuals
 from limits.engine import decide, round_down
 from limits.errors import PolicyError, ProfileError
 from limits.features import DAY_MS, MONTH_MS, LineState, Profile, history_stats
@@ -165,7 +166,7 @@ def test_regulatory_caps_bind_existing_limits(policy) -> None:
 
 
 def test_counterfactual_names_the_missing_months(policy) -> None:
-    d = decide(good(repayment_history="0" * 10 + "1" + "00"), policy, counterfactuals=True)
+    d = decide_with_counterfactuals(good(repayment_history="0" * 10 + "1" + "00"), policy)
     months = [c for c in d.counterfactuals if c.lever == "on_time_months"]
     assert months and months[0].needed == 4 and months[0].action == "raise"
     assert "4 more months of on-time repayment" in months[0].en
@@ -177,7 +178,7 @@ def test_counterfactual_names_the_missing_months(policy) -> None:
 
 
 def test_counterfactual_relational_threshold_is_searched(policy) -> None:
-    d = decide(good(relational_risk=0.65), policy, counterfactuals=True)
+    d = decide_with_counterfactuals(good(relational_risk=0.65), policy)
     assert d.action == "keep"
     assert "BAND_NO_RAISE" in {r.code for r in d.line("bnpl").reasons}
     rel = [c for c in d.counterfactuals if c.lever == "relational_risk"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from api.commands.common import (
@@ -12,6 +13,7 @@ from api.commands.common import (
     settings_for,
     store_for,
 )
+from graph.errors import NotFoundError, RiskGraphError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("score", help="score every user and write the scores to the store")
     p.add_argument("--version", default=None, help="model version (default: latest)")
-    p.add_argument("--user", default=None, help="score only this user, on demand")
+    p.add_argument("--user", default=None,
+                   help="score only this user, on demand, and store its scores (the next "
+                        "decide reads them)")
     p.add_argument("--explain", action="store_true", help="with --user: what drove it")
+    p.add_argument("--no-save", action="store_true",
+                   help="with --user: show the scores without storing them")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=score)
@@ -90,13 +96,29 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class ScoreUsageError(RiskGraphError):
+    """Options of `score` that do not go together (exit code 2)."""
+
+
 def score(args: argparse.Namespace) -> int:
     from gnn import pipeline
 
+    if not args.user and (args.explain or args.no_save):
+        opt = "--explain" if args.explain else "--no-save"
+        raise ScoreUsageError(f"{opt} needs --user ID: it applies to one user scored on "
+                              "demand (without --user, score rescores every user)")
     with store_for(args) as store:
         if args.user:
+            if store.get_nodes("User", [args.user])[0] is None:
+                raise NotFoundError(f"no user with id {args.user!r} (ids are case-sensitive, "
+                                    "e.g. u0000042); check it with `riskgraph stats`")
             result = pipeline.score_one(store, _models_dir(args), args.user, args.version,
                                         explain=args.explain)
+            result["saved"] = not args.no_save
+            if not args.no_save:
+                s = result["scores"]
+                store.write_scores([args.user], {k: [v] for k, v in s.items()},
+                                   result["version"], int(time.time() * 1000))
         else:
             result = pipeline.score_all(store, _models_dir(args), args.version)
     if args.json:
@@ -106,14 +128,27 @@ def score(args: argparse.Namespace) -> int:
         s = result["scores"]
         print(f"{args.user}: fraud_risk {s['fraud_risk']:.4f}  relational_risk "
               f"{s['relational_risk']:.4f}  own_risk {s['own_risk']:.4f}  ({result['version']})")
+        print("  stored: the next decide uses these scores" if result["saved"]
+              else "  not stored (--no-save): the store keeps its earlier scores")
+        if result.get("contributions"):
+            print("  what drove it (the change when the neighbour or item is taken away; "
+                  "log-odds, and percentage points of probability):")
         for c in result.get("contributions", []):
-            print(f"  {c['kind']:<8} {c['id']:<20} relational {c['relational_risk_drop']:+.4f}"
-                  f"  fraud {c['fraud_risk_drop']:+.4f}  via {', '.join(c['via'])}")
+            print(f"  {c['kind']:<8} {c['id']:<20} relational "
+                  f"{_readable(c, 'relational')}  fraud {_readable(c, 'fraud')}"
+                  f"  via {', '.join(c['via'])}")
         return 0
     print(f"scored {result['written']:,} users with {result['version']} "
           f"(export {result['export_seconds']}s, model and writes {result['score_seconds']}s"
           f" of which features {result['prepare_seconds']}s)")
     return 0
+
+
+def _readable(c: dict, head: str) -> str:
+    """A contribution as a change in log-odds and in percentage points."""
+    pp = 100.0 * c[f"{head}_risk_drop"]
+    lo = c.get(f"{head}_log_odds_drop")
+    return f"{pp:+.2f} pp" if lo is None else f"{lo:+.2f} log-odds ({pp:+.2f} pp)"
 
 
 def models(args: argparse.Namespace) -> int:

@@ -16,8 +16,10 @@ from api.commands.common import (
     store_for,
 )
 from api.limits_service import LimitsService
+from graph.errors import NotFoundError
 from graph.store import GraphStore
 from limits.audit import AuditLog, parse_head
+from limits.decision import as_of_ms, date_text
 from limits.engine import Decision
 from limits.errors import AuditError
 from limits.policy import Policy, parse_policy, read_policy_text
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vs", required=True, metavar="B.toml")
     p.add_argument("--png", default=None,
                    help="where to draw the comparison (default <RISKGRAPH_HOME>/simulate.png)")
+    _as_of_option(p)
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=simulate)
@@ -68,11 +71,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     hd.set_defaults(func=audit_head)
     h = asub.add_parser("history", help="the recorded decisions of one user")
     h.add_argument("user_id")
+    add_store_option(h)
     add_json_option(h)
     h.set_defaults(func=audit_history)
 
 
+def _as_of_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as-of", default=None, metavar="DATE",
+                   help="decide as of this day (YYYY-MM-DD, in the policy's UTC offset) or "
+                        "ISO date and time, for its seasons and cool-downs (default: now); "
+                        "the audit record keeps it as decided_at_ms")
+
+
+def _at_ms(args: argparse.Namespace, policy: Policy) -> int | None:
+    return None if args.as_of is None else as_of_ms(args.as_of, policy)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    _as_of_option(p)
     p.add_argument("--policy", default=None, metavar="FILE.toml",
                    help="policy file (default: RISKGRAPH_POLICY, else the packaged "
                         "limits/policy.toml)")
@@ -99,18 +115,20 @@ def _service(args: argparse.Namespace, store: GraphStore) -> LimitsService:
 # -- decide ----------------------------------------------------------------------
 def decide(args: argparse.Namespace) -> int:
     with store_for(args) as store:
-        d = _service(args, store).decide(args.user_id, apply=not args.dry_run)
+        svc = _service(args, store)
+        d = svc.decide(args.user_id, apply=not args.dry_run, at_ms=_at_ms(args, svc.policy))
     if args.json:
         print_json(d.to_dict())
         return 0
-    print(render_decision(d))
+    print(render_decision(d, svc.policy))
     return 0
 
 
-def render_decision(d: Decision) -> str:
+def render_decision(d: Decision, policy: Policy) -> str:
     a = d.assessment
     out = [
-        f"user {d.user_id}: {d.action.upper()}   (policy {d.policy_version}, "
+        f"user {d.user_id}: {d.action.upper()}   (as of {date_text(d.decided_at_ms, policy)}, "
+        f"policy {d.policy_version}, "
         f"{d.model_version}, PD {a.pd:.2%}, band {a.band}, stage {a.stage}, "
         f"segment {a.segment})",
     ]
@@ -120,7 +138,7 @@ def render_decision(d: Decision) -> str:
                f"{'until':>12}{'ceiling':>11}")
     for ld in d.lines:
         cur = "-" if ld.current_limit is None else f"{ld.current_limit:,.0f}"
-        until = "" if ld.temp_until_ms is None else _date(ld.temp_until_ms - 1)
+        until = "" if ld.temp_until_ms is None else date_text(ld.temp_until_ms - 1, policy)
         out.append(f"  {ld.line:<10}{ld.action:<8}{cur:>10}{ld.new_limit:>10,.0f}"
                    f"{ld.temp_limit:>9,.0f}{until:>12}{ld.ceiling:>11,.0f}")
     out.append("  reasons:")
@@ -152,7 +170,8 @@ def review(args: argparse.Namespace) -> int:
                   file=sys.stderr) as bar:
             summary = svc.review(dry_run=args.dry_run, batch_size=args.batch_size,
                                  progress=bar.update, workers=max(1, args.workers),
-                                 counterfactuals=args.counterfactuals)
+                                 counterfactuals=args.counterfactuals,
+                                 at_ms=_at_ms(args, svc.policy))
     if args.json:
         print_json(summary.to_dict() | {"dry_run": args.dry_run,
                                         "policy": svc.policy.id})
@@ -178,7 +197,7 @@ def simulate(args: argparse.Namespace) -> int:
     png = Path(args.png) if args.png else settings_for(args).home / "simulate.png"
     with store_for(args) as store:
         svc = LimitsService(store, _audit(args), pa, ta)
-        (sa, la), (sb, lb) = svc.simulate([pa, pb])
+        (sa, la), (sb, lb) = svc.simulate([pa, pb], at_ms=_at_ms(args, pa))
     _plot(png, (args.policy, sa, la), (args.vs, sb, lb))
     changed = sum(1 for x, y in zip(la, lb) if x != y)
     result: dict[str, Any] = {
@@ -279,6 +298,8 @@ def audit_verify(args: argparse.Namespace) -> int:
 def audit_history(args: argparse.Namespace) -> int:
     log = _audit(args)
     recs = log.history(args.user_id)
+    if not recs:
+        _check_user(args, args.user_id)
     if args.json:
         print_json({"user": args.user_id, "records": recs})
         return 0
@@ -296,6 +317,15 @@ def audit_history(args: argparse.Namespace) -> int:
         for code, text in _reasons(log, rec):
             print(f"    [{code}] {text}")
     return 0
+
+
+def _check_user(args: argparse.Namespace, user_id: str) -> None:
+    """NotFoundError (exit 1) when the store has no such user: a user without records
+    and an id that does not exist are told apart."""
+    with store_for(args) as store:
+        if store.get_nodes("User", [user_id])[0] is None:
+            raise NotFoundError(f"no user with id {user_id!r} (ids are case-sensitive, "
+                                "e.g. u0000042); check it with `riskgraph stats`")
 
 
 def _current(ld: dict[str, Any], held: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 from api.commands.common import add_store_option, print_json, settings_for
 from api.settings import LOG_LEVELS, ROLES, new_api_key
+from graph.errors import NotFoundError, RiskGraphError
 
 DEFAULT_PORT = 8000
 
@@ -181,16 +183,54 @@ def apikey(args: argparse.Namespace) -> int:
 
 
 def query(args: argparse.Namespace) -> int:
+    from gql.transport.exceptions import TransportError
+    from requests.exceptions import RequestException
+
     from api.cli import UsageError
-    from api.client import RiskGraphClient
+    from api.client import ApiClientError, RiskGraphClient
 
     url = args.url or os.environ.get("RISKGRAPH_API_URL",
                                      f"http://127.0.0.1:{DEFAULT_PORT}/graphql")
     key = args.key or os.environ.get("RISKGRAPH_API_KEY")
     if not key:
         raise UsageError("no API key: pass --key or set RISKGRAPH_API_KEY")
+    try:
+        out = _ask(args, RiskGraphClient(url, key))
+    except ApiClientError as exc:
+        if "NOT_FOUND" in exc.codes:
+            raise NotFoundError(str(exc)) from None
+        raise
+    except (TransportError, RequestException, OSError) as exc:
+        raise QueryTransportError(
+            f"cannot reach the API at {url}: {_first_line(exc)}; start it with "
+            "`riskgraph serve`, or point --url (or RISKGRAPH_API_URL) at it") from None
+    print_json(out)
+    return 0
+
+
+class QueryTransportError(RiskGraphError):
+    """The API could not be reached or did not answer in GraphQL (exit code 2)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    """The cause in a few words: the system error a connection failed with when there is
+    one ("[Errno 111] Connection refused"), else the first line of the message."""
+    from requests.exceptions import Timeout
+
+    text = str(exc).strip() or type(exc).__name__
+    errno_text = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    if errno_text:
+        return errno_text.group(0).strip()
+    if isinstance(exc, Timeout):
+        return "no answer in time"
+    return text.splitlines()[0][:160]
+
+
+def _ask(args: argparse.Namespace, client: Any) -> Any:
+    from api.cli import UsageError
+
     out: Any
-    with RiskGraphClient(url, key) as rg:
+    with client as rg:
         if args.what == "decide":
             out = rg.decide(args.user_id, dry_run=not args.apply)
         elif args.what == "risk":
@@ -209,5 +249,7 @@ def query(args: argparse.Namespace) -> int:
             except ValueError:
                 raise UsageError("--variables must be a JSON object") from None
             out = rg.execute(doc, variables)
-    print_json(out)
-    return 0
+    if out is None and args.what == "risk":
+        raise NotFoundError(f"no user with id {args.user_id!r} (ids are case-sensitive, "
+                            "e.g. u0000042)")
+    return out

@@ -74,6 +74,7 @@ def linked(args: argparse.Namespace) -> int:
             "user": args.user_id,
             "depth": args.depth,
             "total": len(found),
+            "more": len(found) - len(shown),
             "linked": [
                 {"user_id": a.user_id, "depth": a.depth, "strength": a.strength,
                  "links": [lk._asdict() for lk in a.links]}
@@ -86,6 +87,8 @@ def linked(args: argparse.Namespace) -> int:
         what = ", ".join(f"{lk.rel_type}:{lk.item_id}" for lk in a.links[:4])
         more = f" (+{len(a.links) - 4})" if len(a.links) > 4 else ""
         print(f"  d{a.depth}  {a.user_id:<20} {a.strength:>3} links  {what}{more}")
+    if len(found) > len(shown):
+        print(f"  ... and {len(found) - len(shown):,} more (--limit {len(found)} shows all)")
     if args.png is not None:
         print(f"picture: {args.png}")
     return 0
@@ -105,6 +108,8 @@ def rings(args: argparse.Namespace) -> int:
     for r in shown:
         items = ", ".join(f"{s.label}:{s.id}" for s in r.shared_items[:3])
         print(f"  {r.id:<24} {r.size:>4} members  shared: {items}")
+    if len(found) > len(shown):
+        print(f"  ... and {len(found) - len(shown):,} more (--limit {len(found)} shows all)")
     return 0
 
 
