@@ -135,24 +135,53 @@ class RingPass:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def rows(self) -> dict[str, list[Any]]:
-        """The ring properties of every user, as a node batch: a user in no group gets
-        empty values, so the previous pass's group does not linger."""
+        """The ring properties of every user, as a node batch (graph.model.RING_PROPERTIES).
+        A user in no group gets empty values, so the previous pass's group does not
+        linger; a group's reasons and members go on its smallest member only."""
         g = self.group_of
+        k = len(self.groups)
         gids = [x.id for x in self.groups] + [""]
         kinds = [x.kind for x in self.groups] + [""]
         sizes = [x.size for x in self.groups] + [0]
         sus = [x.suspicion for x in self.groups] + [0.0]
-        whys = [json.dumps(list(x.why), ensure_ascii=False) for x in self.groups] + ["[]"]
-        idx = np.where(g >= 0, g, len(self.groups)).tolist()
+        idx = np.where(g >= 0, g, k).tolist()
+        users = self.users.tolist()
+        why = [""] * len(users)
+        members = [""] * len(users)
+        first = {x.members[0]: x for x in self.groups}
+        for i, u in enumerate(users):
+            grp = first.get(u)
+            if grp is not None and idx[i] < k:
+                why[i] = json.dumps(list(grp.why), ensure_ascii=False)
+                members[i] = json.dumps(list(grp.members), ensure_ascii=False)
         return {
-            "id": self.users.tolist(),
+            "id": users,
             "ring_id": [gids[i] for i in idx],
             "ring_kind": [kinds[i] for i in idx],
             "ring_size": [sizes[i] for i in idx],
             "ring_suspicion": [sus[i] for i in idx],
             "ring_exposure": np.round(self.exposure, 6).tolist(),
-            "ring_why": [whys[i] for i in idx],
+            "ring_why": why,
+            "ring_members": members,
         }
+
+
+def run_pass(store: GraphStore, cfg: RingConfig | None = None,
+             batch_size: int = 50_000) -> RingPass:
+    """Read the store, find the groups and write them to every User node: what
+    ``riskgraph load`` does after a load and ``riskgraph rings`` does when asked."""
+    import time
+
+    t0 = time.perf_counter()
+    inp = read_inputs(store)
+    t1 = time.perf_counter()
+    result = detect(inp, cfg)
+    t2 = time.perf_counter()
+    rows = result.rows()
+    for start in range(0, len(rows["id"]), batch_size):
+        store.upsert_nodes("User", {k: v[start:start + batch_size] for k, v in rows.items()})
+    result.seconds.update(read=t1 - t0, detect=t2 - t1, write=time.perf_counter() - t2)
+    return result
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -545,7 +574,7 @@ def _date(ms: float) -> str:
 
     if not math.isfinite(ms):
         return "?"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
 
 
 # -- exposure --------------------------------------------------------------------------
