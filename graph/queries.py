@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_ITEM_USERS", "LINK_TYPES", "MAX_DIRECT_LINKS_PER_USER", "MAX_ITEMS_PER_USER",
     "Link", "LinkedAccount", "Ring", "RingHeader", "RingMembership", "SharedItem", "Subgraph",
     "check_via", "describe", "ensure_pass", "linked_accounts", "linked_accounts_from_primitives",
+    "linked_accounts_many", "rings_of_many",
     "membership", "neighbourhood", "pass_done", "ring_by_id", "ring_exposure", "ring_headers",
     "ring_of", "rings", "user_links",
 ]
@@ -159,6 +160,87 @@ def linked_accounts_from_primitives(
     return ranked[:limit] if limit is not None else ranked
 
 
+def _links_by_user(
+    store: GraphStore, users: Sequence[str], via: Sequence[str], max_item_users: int
+) -> dict[str, list[tuple[Link, str]]]:
+    by_user: dict[str, list[tuple[Link, str]]] = defaultdict(list)
+    for u, link, other in user_links(store, sorted(set(users)), via, max_item_users):
+        by_user[u].append((link, other))
+    return by_user
+
+
+def linked_accounts_many(
+    store: GraphStore,
+    user_ids: Sequence[str],
+    depth: int = 1,
+    via: Iterable[str] | None = None,
+    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
+) -> dict[str, list[LinkedAccount] | NotFoundError]:
+    """Ranked linked accounts of each user, searched level by level for all at once."""
+    if depth < 1 or depth > 4:
+        raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+    chosen = check_via(via)
+    uniq = list(dict.fromkeys(user_ids))
+    missing = store.missing_nodes("User", uniq)
+    out: dict[str, list[LinkedAccount] | NotFoundError] = {
+        u: NotFoundError(f"no user with id {u!r}") for u in missing
+    }
+    sources = [u for u in uniq if u not in missing]
+    index = linkindex.fresh_index(store)
+    if index is not None:  # the embedded store's link index: no store call at all
+        answered = {s: index.linked_accounts(s, depth, chosen, max_item_users)
+                    for s in sources}
+        out.update((s, a) for s, a in answered.items() if a is not None)
+        sources = [s for s in sources if answered[s] is None]  # the index cannot tell
+    found: dict[str, dict[str, LinkedAccount]] = {s: {} for s in sources}
+    frontier: dict[str, list[str]] = {s: [s] for s in sources}
+    for d in range(1, depth + 1):
+        active = [s for s in sources if frontier[s]]
+        if not active:
+            break
+        links = _links_by_user(store, [u for s in active for u in frontier[s]], chosen,
+                               max_item_users)
+        for s in active:
+            reached: dict[str, LinkedAccount] = {}
+            seen = found[s]
+            for u in frontier[s]:  # sorted, as user_links orders its answer
+                for link, other in links.get(u, ()):
+                    if other == s or other in seen:
+                        continue
+                    reached.setdefault(other, LinkedAccount(other, d)).links.append(link)
+            seen.update(reached)
+            frontier[s] = sorted(reached)
+    for s in sources:
+        out[s] = sorted(found[s].values(), key=lambda a: (a.depth, -a.strength, a.user_id))
+    return out
+
+
+def rings_of_many(
+    store: GraphStore, user_ids: Sequence[str],
+) -> dict[str, Ring | None | NotFoundError]:
+    """``ring_of`` of each user, with one ``get_nodes`` for the users and one
+    description per distinct group."""
+    uniq = list(dict.fromkeys(user_ids))
+    nodes = dict(zip(uniq, store.get_nodes("User", uniq)))
+    out: dict[str, Ring | None | NotFoundError] = {
+        u: NotFoundError(f"no user with id {u!r}") for u, n in nodes.items() if n is None}
+    if any(n is not None and n.properties.get("ring_id") is None for n in nodes.values()):
+        ensure_pass(store)
+        nodes = dict(zip(uniq, store.get_nodes("User", uniq)))
+    found: dict[str, Ring | None] = {}
+    for u, n in nodes.items():
+        if n is None:
+            continue
+        rid = n.properties.get("ring_id")
+        if not isinstance(rid, str) or not rid.startswith("ring:"):
+            out[u] = None
+            continue
+        if rid not in found:
+            found[rid] = ring_by_id(store, rid)
+        out[u] = found[rid]
+    return out
+
+
 # -- rings: the stored result of the last ring pass (graph/rings.py) ----------------------
 def pass_done(store: GraphStore) -> bool:
     """Whether a ring pass has written its result (it writes every user, so the first
@@ -177,20 +259,24 @@ def ensure_pass(store: GraphStore, cfg: rings_pass.RingConfig | None = None) -> 
         rings_pass.run_pass(store, cfg)
 
 
-def membership(store: GraphStore, user_id: str) -> RingMembership:
+def membership(store: GraphStore, user_id: str,
+               props: Mapping[str, object] | None = None) -> RingMembership:
     """What the last pass stored on a user, with its ring exposure brought up to date
-    with the links added since (``ring_exposure``)."""
-    node = store.get_nodes("User", [user_id])[0]
-    if node is None:
-        raise NotFoundError(f"no user with id {user_id!r}")
-    p = node.properties
+    with the links added since (``ring_exposure``). ``props`` are the user's node
+    properties when the caller has them."""
+    if props is None:
+        node = store.get_nodes("User", [user_id])[0]
+        if node is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        props = node.properties
+    p = props
     rid = p.get("ring_id") or None
     return RingMembership(
         user_id=user_id, ring_id=rid if isinstance(rid, str) else None,
         kind=(p.get("ring_kind") or None) if rid else None,  # type: ignore[arg-type]
         size=int(p.get("ring_size") or 0) if rid else 0,  # type: ignore[call-overload]
         suspicion=float(p.get("ring_suspicion") or 0.0) if rid else 0.0,  # type: ignore[arg-type]
-        exposure=ring_exposure(store, user_id, node.properties),
+        exposure=ring_exposure(store, user_id, p),
     )
 
 

@@ -206,9 +206,10 @@ def _fraud(p: Profile, changed: Search) -> Counterfactual | None:
 
 
 def _ring(p: Profile, changed: Search) -> Counterfactual | None:
-    if not p.ring_size:
+    if not p.ring_size and not p.ring_exposure:
         return None
-    act = changed(replace(p, ring_size=0, ring_id=None))
+    act = changed(replace(p, ring_size=0, ring_id=None, ring_kind=None, ring_suspicion=0.0,
+                          ring_exposure=0.0))
     if act is None:
         return None
     return _cf("ring", p.ring_id, None, act,
