@@ -59,7 +59,7 @@ RING = GraphQLRequest("""
 query Ring($id: ID!) {
   user(id: $id) {
     ring {
-      id size
+      id size kind suspicion why
       risk { scoredMembers meanFraudRisk maxFraudRisk meanRelationalRisk }
       members { id fraudRisk relationalRisk }
       sharedItems { relType label id members }

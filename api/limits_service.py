@@ -3,10 +3,12 @@ written back. The engine (limits/) never sees the store; this module never decid
 
 * ``profile`` builds one user's Profile from the User node, its HOLDS relationships
   (joined with the Product nodes' ``kind`` to tell the BNPL line from the cash-loan
-  line), its ring (id and size, graph.queries.ring_summary) and the last raises in the
+  line), its group and ring exposure (graph.queries.membership: what the last ring pass
+  stored, the exposure brought up to date with links added since) and the last raises in the
   audit trail.
 * ``review`` streams every user (export_nodes / export_relationships, merged by id,
-  rings computed once), decides in batches, records each batch in the audit trail and
+  with the ring pass's stored result on each user), decides in batches, records each
+  batch in the audit trail and
   only then writes the batch's changes back to the store. With ``workers`` > 1 the
   decisions (and their record texts) are made in worker processes while this process
   streams the next batch and stays the single writer of the chain and the store.
@@ -36,6 +38,7 @@ from graph import queries
 from graph.errors import NotFoundError
 from graph.model import CREDIT_PROPERTIES, SCORE_PROPERTIES, Node
 from graph.store import GraphStore
+from graph.types import RingMembership
 from limits.audit import AuditLog
 from limits.bulk import Outcome, decide_outcomes, init_worker, outcome_of, worker_outcomes
 from limits.counterfactuals import decide_with_counterfactuals
@@ -44,7 +47,9 @@ from limits.errors import LimitsError
 from limits.features import LINES, LineState, Profile
 from limits.policy import Policy
 
-USER_PROPS: tuple[str, ...] = ("lifecycle", *CREDIT_PROPERTIES, *SCORE_PROPERTIES)
+USER_PROPS: tuple[str, ...] = ("lifecycle", *CREDIT_PROPERTIES, *SCORE_PROPERTIES,
+                                "ring_id", "ring_kind", "ring_size", "ring_suspicion",
+                                "ring_exposure")
 HOLDS_PROPS: tuple[str, ...] = ("limit", "balance", "status", "since", "temp_limit",
                                 "temp_until")
 # Profiles sent to a worker at a time: small enough to keep every process busy.
@@ -157,11 +162,24 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+def stored_membership(user_id: str, props: dict[str, Any]) -> RingMembership:
+    """What the last ring pass stored on a user (a bulk review reads it as it is)."""
+    rid = props.get("ring_id")
+    rid = rid if isinstance(rid, str) and rid else None
+    kind = props.get("ring_kind")
+    return RingMembership(
+        user_id=user_id, ring_id=rid, kind=kind if rid and isinstance(kind, str) else None,
+        size=int(_num(props.get("ring_size")) or 0) if rid else 0,
+        suspicion=(_num(props.get("ring_suspicion")) or 0.0) if rid else 0.0,
+        exposure=_num(props.get("ring_exposure")) or 0.0,
+    )
+
+
 def profile_from_values(
     user_id: str,
     props: dict[str, Any],
     lines: dict[str, LineState],
-    ring: tuple[str, int] | None,
+    ring: RingMembership | None,
     at_ms: int,
 ) -> Profile:
     """A Profile from stored values (None or NaN meaning "not known")."""
@@ -182,8 +200,11 @@ def profile_from_values(
     args["score_model_version"] = mv if isinstance(mv, str) else None
     lc = props.get("lifecycle")
     args["lifecycle"] = lc if isinstance(lc, str) else None
-    if ring is not None:
-        args["ring_id"], args["ring_size"] = ring
+    if ring is None:
+        ring = stored_membership(user_id, props)
+    args["ring_id"], args["ring_size"], args["ring_kind"] = ring.ring_id, ring.size, ring.kind
+    args["ring_suspicion"] = min(1.0, max(0.0, ring.suspicion))
+    args["ring_exposure"] = min(1.0, max(0.0, ring.exposure))
     return Profile(**args)
 
 
@@ -296,11 +317,7 @@ class LimitsService:
             line = kinds.get(rel.dst)
             if line is not None and line not in lines:
                 lines[line] = line_state(rel.properties, last_raises.get((user_id, line)))
-        # The walk stops one member past ring_max_size: a larger group does not count,
-        # so there is no need to walk a community of thousands for every decision.
-        ring = queries.ring_summary(self.store, user_id,
-                                    min_size=self.policy.risk.ring_min_size,
-                                    max_members=self.policy.risk.ring_max_size + 1)
+        ring = queries.membership(self.store, user_id, node.properties)
         return profile_from_values(user_id, node.properties, lines, ring,
                                    self.clock() if at_ms is None else at_ms)
 
@@ -345,10 +362,7 @@ class LimitsService:
         """Every user's profile, in id order, ``batch_size`` at a time."""
         if last_raises is None:
             last_raises = self.audit.last_raises()
-        ring_of: dict[str, tuple[str, int]] = {}
-        for r in queries.rings(self.store, min_size=self.policy.risk.ring_min_size):
-            for m in r.members:
-                ring_of[m] = (r.id, r.size)
+        queries.ensure_pass(self.store)
         holds = _holds_by_user(self.store, {pid: line for line, pid
                                             in self.line_products().items()})
         pending: tuple[str, dict[str, dict[str, Any]]] | None = next(holds, None)
@@ -364,7 +378,7 @@ class LimitsService:
                     lines = {line: line_state(props, last_raises.get((uid, line)))
                              for line, props in pending[1].items()}
                 props = {p: cols[p][i] for p in USER_PROPS}
-                batch.append(profile_from_values(uid, props, lines, ring_of.get(uid), at_ms))
+                batch.append(profile_from_values(uid, props, lines, None, at_ms))
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []

@@ -128,15 +128,16 @@ async def _node(info: Info, label: str, id_: str) -> Node:
     return n  # type: ignore[no-any-return]
 
 
-async def _all_rings(info: Info, min_size: int) -> list[queries.Ring]:
-    """Every ring of at least ``min_size`` members, recomputed at most once a minute."""
+async def _all_rings(info: Info, kind: str, min_size: int) -> list[queries.RingHeader]:
+    """The stored groups of a kind with at least ``min_size`` members, most suspicious
+    first, read at most once a minute."""
     ctx = ctx_of(info)
     cache = ctx.runtime.__dict__.setdefault("_rings_cache", {})
-    hit = cache.get(min_size)
+    hit = cache.get((kind, min_size))
     if hit is not None and time.monotonic() - hit[0] < RINGS_TTL_S:
         return hit[1]  # type: ignore[no-any-return]
-    found = await ctx.run(queries.rings, ctx.store, min_size)
-    cache[min_size] = (time.monotonic(), found)
+    found = await ctx.run(queries.ring_headers, ctx.store, kind, min_size)
+    cache[(kind, min_size)] = (time.monotonic(), found)
     return found
 
 
@@ -180,20 +181,25 @@ class Query:
         )
 
     @strawberry.field(permission_classes=allowed("Query.rings"),
-                      description="Rings, largest first, then by id.")
+                      description="Groups found by the last ring pass, most suspicious "
+                                  "first, then by id. kind: ring (default), community or all.")
     async def rings(
-        self, info: Info, min_size: int = 3, first: int = 20, after: str | None = None
+        self, info: Info, min_size: int = 3, first: int = 20, after: str | None = None,
+        kind: str = "ring",
     ) -> RingConnection | None:
         ctx = ctx_of(info)
         if not 2 <= min_size <= 10_000:
             raise BadInputError(f"minSize must be between 2 and 10000, got {min_size}")
+        if kind not in ("ring", "community", "all"):
+            raise BadInputError(f"kind must be ring, community or all, not {kind!r}")
         check_first(first, ctx.settings.api_max_page)
-        ranked = await _all_rings(info, min_size)
-        page = paginate(ranked, lambda r: [-r.size, r.id], "rings", first, after,
+        ranked = await _all_rings(info, kind, min_size)
+        page = paginate(ranked, lambda r: [-r.suspicion, r.id], "rings", first, after,
                         ctx.settings.api_max_page)
+        described = await ctx.run(lambda: [queries.describe(ctx.store, h) for h in page.items])
         return RingConnection(
             edges=[RingEdge(cursor=c, node=Ring.from_core(r))
-                   for r, c in zip(page.items, page.cursors)],
+                   for r, c in zip(described, page.cursors)],
             page_info=page_info(page.cursors, page.has_next, page.has_previous),
             total_count=page.total,
         )

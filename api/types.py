@@ -457,6 +457,11 @@ class RingRisk:
 class Ring:
     id: strawberry.ID
     size: int
+    kind: str = strawberry.field(description="ring: suspicious, act on it; community: a "
+                                             "household, office, campus or public network")
+    suspicion: float = strawberry.field(description="0 to 1, from structure and members' "
+                                                    "model scores")
+    why: list[str] = strawberry.field(description="the facts behind the suspicion")
     shared_items: list[SharedItem]
     direct_links: list[DirectLink]
     member_ids: list[strawberry.ID]
@@ -485,7 +490,8 @@ class Ring:
     @classmethod
     def from_core(cls, r: CoreRing) -> Ring:
         return cls(
-            id=strawberry.ID(r.id), size=r.size,
+            id=strawberry.ID(r.id), size=r.size, kind=r.kind, suspicion=r.suspicion,
+            why=list(r.why),
             shared_items=[SharedItem(rel_type=s.rel_type, label=s.label, id=strawberry.ID(s.id),
                                      members=[strawberry.ID(m) for m in s.members])
                           for s in r.shared_items],

@@ -50,7 +50,6 @@ import threading
 import time
 import uuid
 import weakref
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -59,11 +58,16 @@ from typing import Any
 
 import numpy as np
 
-from graph import queries
 from graph.embedded import LINK_GENERATION_TABLE, EmbeddedStore, _ntable, _rtable
 from graph.errors import GraphError, StoreUnavailableError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.queries import LINK_TYPES, Link, LinkedAccount, Ring, SharedItem
+from graph.types import (
+    LINK_TYPES,
+    MAX_DIRECT_LINKS_PER_USER,
+    MAX_ITEMS_PER_USER,
+    Link,
+    LinkedAccount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,6 @@ _EMPTY = np.empty(0, dtype=np.int64)
 _IS_ITEM = _IS_ITEM_CODE.tolist()
 _ITEM_CODE_LIST = _ITEM_CODES.tolist()
 _DIRECT_CODE_LIST = _DIRECT_CODES.tolist()
-SMALL_LEVEL = 64  # users in a ring walk's level below which Python beats numpy
 
 
 @dataclass(frozen=True)
@@ -311,160 +314,6 @@ class LinkIndex:
         out.sort()
         return out
 
-    def ring(
-        self, root: int, min_size: int, via: tuple[str, ...], max_item_users: int,
-        max_members: int,
-    ) -> Ring | None:
-        """What ``queries.ring_of`` answers for the user at position ``root`` (see
-        ``user_index``): the walk of ``queries._walk_ring``, level by level, the smallest
-        ids first when the group is cut at ``max_members``, on positions (they order as
-        ids do), with ids made for the answer only.
-
-        A decision walks a ring of at most a few dozen users, where a numpy call costs
-        more than the work it does: levels up to ``SMALL_LEVEL`` users take the links
-        one by one from the arrays (``_step_small``), larger ones the vectorised
-        ``_step``; both find what ``queries.user_links`` finds."""
-        item_types = [i for i, t in enumerate(ITEM_TYPES) if t in via]
-        direct_types = [i for i, t in enumerate(DIRECT_TYPES) if t in via]
-        members = {root}
-        level = [root]
-        links: list[tuple[int, int, int, int, int]] = []  # (user, code, item, other, count)
-        while level and len(members) < max_members:
-            if len(level) <= SMALL_LEVEL:
-                found = self._step_small(level, item_types, direct_types, max_item_users)
-            else:
-                cols = self._step(np.array(level, dtype=np.int64),
-                                  np.array(item_types, dtype=np.int64),
-                                  np.array(direct_types, dtype=np.int64), max_item_users)
-                found = list(zip(*(col.tolist() for col in cols)))
-            links.extend(found)
-            level = sorted({f[3] for f in found} - members)[: max_members - len(members)]
-            members.update(level)
-        if len(members) < min_size:
-            return None
-        ordered = sorted(members)
-        names = dict(zip(ordered, (b.decode("utf-8", "surrogatepass")
-                                   for b in self.users[ordered].tolist())))
-        held: dict[int, set[int]] = defaultdict(set)  # item -> members sharing it
-        code_of: dict[int, int] = {}
-        direct: dict[tuple[int, int, int], int] = {}
-        for u, c, item, other, count in links:
-            if other not in members:  # ``u`` always is one
-                continue
-            if _IS_ITEM[c]:
-                held[item].update((u, other))
-                code_of[item] = c
-            else:
-                key = (c, u, other) if u < other else (c, other, u)
-                direct[key] = max(direct.get(key, 0), count)
-        # Items are numbered type by type in name order, each type's ids sorted: sorting
-        # by number sorts by (type, id), as the reference does.
-        items = sorted(held)
-        item_ids = [b.decode("utf-8", "surrogatepass") for b in self.items[items].tolist()]
-        return Ring(
-            id=f"ring:{names[ordered[0]]}",
-            members=tuple(names[i] for i in ordered),
-            shared_items=tuple(
-                SharedItem(_NAMES[code_of[it]], _LABELS[code_of[it]], iid,
-                           tuple(names[i] for i in sorted(held[it])))
-                for it, iid in zip(items, item_ids)),
-            direct_links=tuple((_NAMES[c], names[a], names[b], n)
-                               for (c, a, b), n in sorted(direct.items())),
-        )
-
-    def ring_members(
-        self, root: int, via: tuple[str, ...], max_item_users: int, max_members: int,
-    ) -> list[int]:
-        """The members ``ring`` would find (positions, sorted), without the links that
-        tie them: what ``queries.ring_summary`` needs, at a fraction of the cost."""
-        item_types = [i for i, t in enumerate(ITEM_TYPES) if t in via]
-        direct_types = [i for i, t in enumerate(DIRECT_TYPES) if t in via]
-        members = {root}
-        level = [root]
-        while level and len(members) < max_members:
-            if len(level) <= SMALL_LEVEL:
-                reached = self._reached_small(level, item_types, direct_types, max_item_users)
-            else:
-                reached = set(self._step(np.array(level, dtype=np.int64),
-                                         np.array(item_types, dtype=np.int64),
-                                         np.array(direct_types, dtype=np.int64),
-                                         max_item_users)[3].tolist())
-            level = sorted(reached - members)[: max_members - len(members)]
-            members.update(level)
-        return sorted(members)
-
-    def _reached_small(
-        self, level: list[int], item_types: list[int], direct_types: list[int],
-        max_item_users: int,
-    ) -> set[int]:
-        """The users ``_step_small`` reaches (and, harmlessly, ``level`` itself)."""
-        reached: set[int] = set()
-        n_items, n_direct = len(ITEM_TYPES), len(DIRECT_TYPES)
-        cap_items, cap_direct = queries.MAX_ITEMS_PER_USER, queries.MAX_DIRECT_LINKS_PER_USER
-        ui_ptr, ui_idx, iu_ptr, iu_idx, s_ptr, s_idx, r_ptr, r_idx = self._views
-        for u in level:
-            if item_types:
-                bounds = ui_ptr[u * n_items: (u + 1) * n_items + 1].tolist()
-                for t in item_types:
-                    s, e = bounds[t], bounds[t + 1]
-                    for item in ui_idx[s: min(e, s + cap_items)].tolist():
-                        a, b = iu_ptr[item], iu_ptr[item + 1]
-                        if b - a <= max_item_users:  # a hub links nobody
-                            reached.update(iu_idx[a:b].tolist())
-            if direct_types:
-                sent = s_ptr[u * n_direct: (u + 1) * n_direct + 1].tolist()
-                got = r_ptr[u * n_direct: (u + 1) * n_direct + 1].tolist()
-                for t in direct_types:
-                    s, e, r, f = sent[t], sent[t + 1], got[t], got[t + 1]
-                    if s != e:
-                        reached.update(s_idx[s: min(e, s + cap_direct)].tolist())
-                    if r != f:
-                        reached.update(r_idx[r: min(f, r + cap_direct)].tolist())
-        return reached
-
-    def _step_small(
-        self, level: list[int], item_types: list[int], direct_types: list[int],
-        max_item_users: int,
-    ) -> list[tuple[int, int, int, int, int]]:
-        """``_step`` for a few users, in Python: (user, type code, item, other, count)."""
-        out: list[tuple[int, int, int, int, int]] = []
-        n_items, n_direct = len(ITEM_TYPES), len(DIRECT_TYPES)
-        cap_items, cap_direct = queries.MAX_ITEMS_PER_USER, queries.MAX_DIRECT_LINKS_PER_USER
-        ui_ptr, ui_idx, iu_ptr, iu_idx, s_ptr, s_idx, r_ptr, r_idx = self._views
-        for u in level:
-            if item_types:
-                bounds = ui_ptr[u * n_items: (u + 1) * n_items + 1].tolist()
-                for t in item_types:
-                    s, e = bounds[t], bounds[t + 1]
-                    if s == e:
-                        continue
-                    code = _ITEM_CODE_LIST[t]
-                    for item in ui_idx[s: min(e, s + cap_items)].tolist():
-                        a, b = iu_ptr[item], iu_ptr[item + 1]
-                        if b - a > max_item_users:
-                            continue  # a hub links nobody
-                        out.extend((u, code, item, o, 1)
-                                   for o in iu_idx[a:b].tolist() if o != u)
-            if direct_types:
-                sent = s_ptr[u * n_direct: (u + 1) * n_direct + 1].tolist()
-                got = r_ptr[u * n_direct: (u + 1) * n_direct + 1].tolist()
-                for t in direct_types:
-                    s, e, r, f = sent[t], sent[t + 1], got[t], got[t + 1]
-                    if s == e and r == f:
-                        continue
-                    others = (s_idx[s: min(e, s + cap_direct)].tolist()
-                              + r_idx[r: min(f, r + cap_direct)].tolist())
-                    code = _DIRECT_CODE_LIST[t]
-                    if len(others) == 1:  # the usual case, without a Counter
-                        if others[0] != u:
-                            out.append((u, code, others[0], others[0], 1))
-                        continue
-                    # Relationships between a pair, both directions, count as one link.
-                    for o, n in Counter(others).items():
-                        if o != u:
-                            out.append((u, code, o, o, n))
-        return out
-
     def _step(
         self, level: np.ndarray, item_types: np.ndarray, direct_types: np.ndarray,
         max_item_users: int,
@@ -476,7 +325,7 @@ class LinkIndex:
         k = len(item_types)
         if k:
             rows = (level[:, None] * len(ITEM_TYPES) + item_types[None, :]).ravel()
-            which, pos = self.user_items.ranges(rows, queries.MAX_ITEMS_PER_USER)
+            which, pos = self.user_items.ranges(rows, MAX_ITEMS_PER_USER)
             u, c = level[which // k], _ITEM_CODES[item_types[which % k]]
             item = self.user_items.indices[pos].astype(np.int64)
             start, end = self.item_users.indptr[item], self.item_users.indptr[item + 1]
@@ -490,8 +339,8 @@ class LinkIndex:
         k = len(direct_types)
         if k:
             rows = (level[:, None] * len(DIRECT_TYPES) + direct_types[None, :]).ravel()
-            w1, p1 = self.sent.ranges(rows, queries.MAX_DIRECT_LINKS_PER_USER)
-            w2, p2 = self.received.ranges(rows, queries.MAX_DIRECT_LINKS_PER_USER)
+            w1, p1 = self.sent.ranges(rows, MAX_DIRECT_LINKS_PER_USER)
+            w2, p2 = self.received.ranges(rows, MAX_DIRECT_LINKS_PER_USER)
             which = np.concatenate([w1, w2])
             other = np.concatenate([self.sent.indices[p1],
                                     self.received.indices[p2]]).astype(np.int64)

@@ -74,6 +74,19 @@ CREDIT_PROPERTIES: dict[str, PropType] = {
     "obligations": F,  # monthly debt service outside the ecosystem, CNY
 }
 
+# Written by the ring pass (graph/rings.py) on every User: its group, the group's kind
+# and suspicion, and the user's ring exposure. The group's reasons and members are kept
+# on its smallest member only (the one that names it), "" elsewhere.
+RING_PROPERTIES: dict[str, PropType] = {
+    "ring_id": S,  # "" when in no group
+    "ring_kind": S,  # ring | community | ""
+    "ring_size": I,
+    "ring_suspicion": F,
+    "ring_exposure": F,
+    "ring_why": S,  # JSON list of strings
+    "ring_members": S,  # JSON list of ids
+}
+
 USER_PROFILE: dict[str, PropType] = {
     "name": S,  # PII
     "city": S,
@@ -90,7 +103,7 @@ NODE_TYPES: dict[str, NodeType] = {
     for n in [
         NodeType(
             "User",
-            {**USER_PROFILE, **CREDIT_PROPERTIES, **SCORE_PROPERTIES},
+            {**USER_PROFILE, **CREDIT_PROPERTIES, **SCORE_PROPERTIES, **RING_PROPERTIES},
             "An account holder.",
         ),
         NodeType("Merchant", {"name": S, "category": S, "city": S}, "A payee."),

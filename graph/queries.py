@@ -10,81 +10,49 @@ Definitions (docs/graph-queries.md says the same for users):
 * **Linked accounts** at depth ``d`` are the users reached in ``d`` such steps and no
   fewer, each with the links that reached it, ranked by depth, then by number of
   links (more first), then by id.
-* A **ring** is a connected group of at least ``min_size`` users under the same links.
-  Its id is ``ring:`` followed by its smallest member id.
+* A **group** is what the last ring pass (graph/rings.py) found on the evidence-weighted
+  user graph: a ``ring`` (suspicious) or a ``community``, with a suspicion and the facts
+  behind it. Its id is ``ring:`` followed by its smallest member id. The pass writes its
+  result on the User nodes; ``ring_of``, ``rings`` and limit decisions read it.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from graph import linkindex
+from graph import rings as rings_pass
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
 from graph.store import Adjacency, GraphStore
+from graph.types import (
+    DEFAULT_MAX_ITEM_USERS,
+    LINK_TYPES,
+    MAX_DIRECT_LINKS_PER_USER,
+    MAX_ITEMS_PER_USER,
+    RING_KINDS,
+    Link,
+    LinkedAccount,
+    Ring,
+    RingMembership,
+    SharedItem,
+    Subgraph,
+)
 
-if TYPE_CHECKING:
-    from graph.linkindex import LinkIndex
-
-DEFAULT_MAX_ITEM_USERS = 50
-MAX_ITEMS_PER_USER = 200
-MAX_DIRECT_LINKS_PER_USER = 1000
-LINK_TYPES: tuple[str, ...] = SHARED_ITEM_RELS + USER_USER_RELS
-
-
-class Link(NamedTuple):
-    """One reason two users are tied: a shared item, or a direct relationship. A
-    tuple, because a depth-2 query can make thousands and sort them."""
-
-    rel_type: str
-    item_label: str  # "User" for direct links
-    item_id: str  # the shared item's id; for direct links, the other user's id
-    from_user: str  # the user on the previous level it was reached from
-    # relationships between the pair (both directions), or 1; shadows tuple.count
-    count: int = 1  # type: ignore[assignment]
-
-
-@dataclass
-class LinkedAccount:
-    user_id: str
-    depth: int
-    links: list[Link] = field(default_factory=list)
-
-    @property
-    def strength(self) -> int:
-        return len(self.links)
-
-
-@dataclass(frozen=True)
-class SharedItem:
-    rel_type: str
-    label: str
-    id: str
-    members: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Ring:
-    id: str
-    members: tuple[str, ...]
-    shared_items: tuple[SharedItem, ...]
-    direct_links: tuple[tuple[str, str, str, int], ...]  # (rel_type, src, dst, count)
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
-
-
-@dataclass(frozen=True)
-class Subgraph:
-    nodes: tuple[tuple[str, str], ...]  # (label, id), in breadth-first order
-    edges: tuple[Adjacency, ...]
-    truncated: bool
-
+__all__ = [
+    "DEFAULT_MAX_ITEM_USERS", "LINK_TYPES", "MAX_DIRECT_LINKS_PER_USER", "MAX_ITEMS_PER_USER",
+    "Link", "LinkedAccount", "Ring", "RingHeader", "RingMembership", "SharedItem", "Subgraph",
+    "check_via", "describe", "ensure_pass", "linked_accounts", "linked_accounts_from_primitives",
+    "linked_accounts_many", "rings_of_many",
+    "membership", "neighbourhood", "pass_done", "ring_by_id", "ring_exposure", "ring_headers",
+    "ring_of", "rings", "user_links",
+]
 
 def check_via(via: Iterable[str] | None) -> tuple[str, ...]:
     """The link types asked for (all when None), each known, in order, once."""
@@ -149,8 +117,6 @@ def linked_accounts(
     The embedded store answers from its link index (graph/linkindex.py) when it has one
     that matches the data; otherwise, and for every other store, this is
     ``linked_accounts_from_primitives``. Both give the same answer."""
-    from graph import linkindex  # it builds on this module
-
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
     chosen = check_via(via)
@@ -194,96 +160,276 @@ def linked_accounts_from_primitives(
     return ranked[:limit] if limit is not None else ranked
 
 
-def ring_of(
+def _links_by_user(
+    store: GraphStore, users: Sequence[str], via: Sequence[str], max_item_users: int
+) -> dict[str, list[tuple[Link, str]]]:
+    by_user: dict[str, list[tuple[Link, str]]] = defaultdict(list)
+    for u, link, other in user_links(store, sorted(set(users)), via, max_item_users):
+        by_user[u].append((link, other))
+    return by_user
+
+
+def linked_accounts_many(
     store: GraphStore,
-    user_id: str,
-    min_size: int = 3,
+    user_ids: Sequence[str],
+    depth: int = 1,
     via: Iterable[str] | None = None,
     max_item_users: int = DEFAULT_MAX_ITEM_USERS,
-    max_members: int = 2000,
-) -> Ring | None:
-    """The ring that contains ``user_id``, or None when its group is smaller than
-    ``min_size``. A group larger than ``max_members`` is cut there.
-
-    The embedded store's link index answers when it has a current one that holds the
-    user (graph/linkindex.py); otherwise, and for every other store, this is
-    ``ring_of_from_primitives``. Both give the same ring."""
+) -> dict[str, list[LinkedAccount] | NotFoundError]:
+    """Ranked linked accounts of each user, searched level by level for all at once."""
+    if depth < 1 or depth > 4:
+        raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
     chosen = check_via(via)
-    indexed = _in_link_index(store, user_id)
-    if indexed is None:
-        return ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
-                                       max_members)
-    index, root = indexed
-    return index.ring(root, min_size, chosen, max_item_users, max_members)
-
-
-def _in_link_index(store: GraphStore, user_id: str) -> tuple[LinkIndex, int] | None:
-    """(the store's current link index, the user's position in it), or None when there
-    is no current index or it does not hold the user: then the primitives answer."""
-    from graph import linkindex  # it builds on this module
-
+    uniq = list(dict.fromkeys(user_ids))
+    missing = store.missing_nodes("User", uniq)
+    out: dict[str, list[LinkedAccount] | NotFoundError] = {
+        u: NotFoundError(f"no user with id {u!r}") for u in missing
+    }
+    sources = [u for u in uniq if u not in missing]
     index = linkindex.fresh_index(store)
-    root = index.user_index(user_id) if index is not None else None
-    return None if index is None or root is None else (index, root)
+    if index is not None:  # the embedded store's link index: no store call at all
+        answered = {s: index.linked_accounts(s, depth, chosen, max_item_users)
+                    for s in sources}
+        out.update((s, a) for s, a in answered.items() if a is not None)
+        sources = [s for s in sources if answered[s] is None]  # the index cannot tell
+    found: dict[str, dict[str, LinkedAccount]] = {s: {} for s in sources}
+    frontier: dict[str, list[str]] = {s: [s] for s in sources}
+    for d in range(1, depth + 1):
+        active = [s for s in sources if frontier[s]]
+        if not active:
+            break
+        links = _links_by_user(store, [u for s in active for u in frontier[s]], chosen,
+                               max_item_users)
+        for s in active:
+            reached: dict[str, LinkedAccount] = {}
+            seen = found[s]
+            for u in frontier[s]:  # sorted, as user_links orders its answer
+                for link, other in links.get(u, ()):
+                    if other == s or other in seen:
+                        continue
+                    reached.setdefault(other, LinkedAccount(other, d)).links.append(link)
+            seen.update(reached)
+            frontier[s] = sorted(reached)
+    for s in sources:
+        out[s] = sorted(found[s].values(), key=lambda a: (a.depth, -a.strength, a.user_id))
+    return out
 
 
-def ring_summary(
-    store: GraphStore,
-    user_id: str,
-    min_size: int = 3,
-    via: Iterable[str] | None = None,
-    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
-    max_members: int = 2000,
-) -> tuple[str, int] | None:
-    """(id, size) of ``ring_of``'s ring, or None: what a limit decision needs. The link
-    index finds the members without gathering the links that tie them."""
-    chosen = check_via(via)
-    indexed = _in_link_index(store, user_id)
-    if indexed is None:
-        ring = ring_of_from_primitives(store, user_id, min_size, chosen, max_item_users,
-                                       max_members)
-        return (ring.id, ring.size) if ring is not None else None
-    index, root = indexed
-    members = index.ring_members(root, chosen, max_item_users, max_members)
-    if len(members) < min_size:
-        return None
-    return f"ring:{index.user_id(members[0])}", len(members)
+def rings_of_many(
+    store: GraphStore, user_ids: Sequence[str],
+) -> dict[str, Ring | None | NotFoundError]:
+    """``ring_of`` of each user, with one ``get_nodes`` for the users and one
+    description per distinct group."""
+    uniq = list(dict.fromkeys(user_ids))
+    nodes = dict(zip(uniq, store.get_nodes("User", uniq)))
+    out: dict[str, Ring | None | NotFoundError] = {
+        u: NotFoundError(f"no user with id {u!r}") for u, n in nodes.items() if n is None}
+    if any(n is not None and n.properties.get("ring_id") is None for n in nodes.values()):
+        ensure_pass(store)
+        nodes = dict(zip(uniq, store.get_nodes("User", uniq)))
+    found: dict[str, Ring | None] = {}
+    for u, n in nodes.items():
+        if n is None:
+            continue
+        rid = n.properties.get("ring_id")
+        if not isinstance(rid, str) or not rid.startswith("ring:"):
+            out[u] = None
+            continue
+        if rid not in found:
+            found[rid] = ring_by_id(store, rid)
+        out[u] = found[rid]
+    return out
 
 
-def ring_of_from_primitives(
-    store: GraphStore,
-    user_id: str,
-    min_size: int = 3,
-    via: Iterable[str] | None = None,
-    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
-    max_members: int = 2000,
-) -> Ring | None:
-    """``ring_of`` by walking ``user_links`` over the store's primitives: the reference
-    every store answers the same way, and what a link index must match."""
-    chosen = check_via(via)
-    if store.missing_nodes("User", [user_id]):
+# -- rings: the stored result of the last ring pass (graph/rings.py) ----------------------
+def pass_done(store: GraphStore) -> bool:
+    """Whether a ring pass has written its result (it writes every user, so the first
+    user tells), or there are no users."""
+    first = store.node_ids("User", limit=1)
+    if not first:
+        return True
+    node = store.get_nodes("User", first)[0]
+    return node is not None and node.properties.get("ring_id") is not None
+
+
+def ensure_pass(store: GraphStore, cfg: rings_pass.RingConfig | None = None) -> None:
+    """Run the ring pass once on a store that never had one (a load runs it; a store
+    filled through the API or by tests may not have)."""
+    if not pass_done(store):
+        rings_pass.run_pass(store, cfg)
+
+
+def membership(store: GraphStore, user_id: str,
+               props: Mapping[str, object] | None = None) -> RingMembership:
+    """What the last pass stored on a user, with its ring exposure brought up to date
+    with the links added since (``ring_exposure``). ``props`` are the user's node
+    properties when the caller has them."""
+    if props is None:
+        node = store.get_nodes("User", [user_id])[0]
+        if node is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        props = node.properties
+    p = props
+    rid = p.get("ring_id") or None
+    return RingMembership(
+        user_id=user_id, ring_id=rid if isinstance(rid, str) else None,
+        kind=(p.get("ring_kind") or None) if rid else None,  # type: ignore[arg-type]
+        size=int(p.get("ring_size") or 0) if rid else 0,  # type: ignore[call-overload]
+        suspicion=float(p.get("ring_suspicion") or 0.0) if rid else 0.0,  # type: ignore[arg-type]
+        exposure=ring_exposure(store, user_id, p),
+    )
+
+
+def ring_exposure(store: GraphStore, user_id: str, props: Mapping[str, object] | None = None,
+                  cfg: rings_pass.RingConfig | None = None) -> float:
+    """A user's ring exposure: the larger of what the last pass stored and
+    ``max over linked users v of strength(u, v) * evidence(v)`` over the links the user
+    has now, with ``evidence(v) = max(v's stored group suspicion, v's fraud_risk)``.
+
+    Between passes it can only grow when a link is added: the stored part does not
+    move, a new link adds a term to the max, and a new shared item or transfer only
+    adds evidence to a pair (docs/limits.md)."""
+    cfg = cfg or rings_pass.RingConfig()
+    if props is None:
+        node = store.get_nodes("User", [user_id])[0]
+        if node is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        props = node.properties
+    stored = _num(props.get("ring_exposure"))
+    links = user_links(store, [user_id], LINK_TYPES, cfg.max_item_users)
+    if not links:
+        return stored
+    holders: dict[tuple[str, str], int] = defaultdict(lambda: 1)
+    for _, lk, _ in links:
+        if lk.item_label != "User":
+            holders[(lk.rel_type, lk.item_id)] += 1
+    others = sorted({o for _, _, o in links})
+    nodes = dict(zip(others, store.get_nodes("User", others)))
+    mine = _num(props.get("signup_ts"), math.nan)
+    evidence: dict[str, float] = defaultdict(float)
+    for _, lk, o in links:
+        if lk.item_label != "User":
+            n = nodes[o]
+            theirs = _num(n.properties.get("signup_ts"), math.nan) if n else math.nan
+            evidence[o] += float(
+                rings_pass.item_weight(cfg.kind_weight.get(lk.rel_type, 0.3),
+                                       holders[(lk.rel_type, lk.item_id)])
+                * rings_pass.coherence(cfg, np.array([mine]), np.array([theirs]))[0])
+        elif lk.rel_type == "REFERRED":
+            evidence[o] += cfg.referral_weight * lk.count
+    moved: dict[str, list[float]] = defaultdict(list)
+    for direction in ("out", "in"):
+        for r in store.relationships("TRANSFERRED", [user_id], direction,  # type: ignore[arg-type]
+                                     MAX_DIRECT_LINKS_PER_USER):
+            other = r.dst if direction == "out" else r.src
+            if other != user_id:
+                moved[other].append(_num(r.properties.get("amount")))
+    for o, amounts in moved.items():
+        evidence[o] += float(rings_pass.transfer_weight(
+            cfg, np.array([len(amounts)]), np.array([sum(amounts)]))[0])
+    best = stored
+    for o, w in evidence.items():
+        n = nodes.get(o)
+        if n is None:
+            continue
+        e = max(_num(n.properties.get("ring_suspicion")), _num(n.properties.get("fraud_risk")))
+        best = max(best, float(rings_pass.link_strength(cfg, w)) * e)
+    return min(1.0, best)
+
+
+def _num(v: object, default: float = 0.0) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return default
+
+
+def ring_of(store: GraphStore, user_id: str) -> Ring | None:
+    """The group the last ring pass put ``user_id`` in (a ``ring`` or a ``community``),
+    or None when it is in none. Runs the pass first on a store that never had one."""
+    node = store.get_nodes("User", [user_id])[0]
+    if node is None:
         raise NotFoundError(f"no user with id {user_id!r}")
-    return _walk_ring(user_id, min_size, max_members,
-                      lambda level: user_links(store, level, chosen, max_item_users))
-
-
-def _walk_ring(
-    user_id: str, min_size: int, max_members: int,
-    step: Callable[[Sequence[str]], list[tuple[str, Link, str]]],
-) -> Ring | None:
-    members = {user_id}
-    level = [user_id]
-    links: list[tuple[str, Link, str]] = []
-    while level and len(members) < max_members:
-        found = step(level)
-        links.extend(found)
-        new = sorted({o for _, _, o in found} - members)
-        new = new[: max_members - len(members)]
-        members.update(new)
-        level = new
-    if len(members) < min_size:
+    if node.properties.get("ring_id") is None and not pass_done(store):
+        ensure_pass(store)
+        node = store.get_nodes("User", [user_id])[0]
+    rid = node.properties.get("ring_id") if node is not None else None
+    if not isinstance(rid, str) or not rid.startswith("ring:"):
         return None
-    return _ring(members, ((u, lk, o) for u, lk, o in links if u in members and o in members))
+    return ring_by_id(store, rid)
+
+
+def ring_by_id(store: GraphStore, ring_id: str) -> Ring | None:
+    """The stored group with this id, or None (no such user, or it names no group)."""
+    head = store.get_nodes("User", [ring_id[len("ring:"):]])[0] if ring_id.startswith(
+        "ring:") else None
+    if head is None or head.properties.get("ring_id") != ring_id:
+        return None
+    header = _header(head.id, head.properties)
+    return describe(store, header) if header is not None else None
+
+
+@dataclass(frozen=True)
+class RingHeader:
+    """A stored group without its shared items and links: what a listing sorts."""
+
+    id: str
+    kind: str
+    suspicion: float
+    members: tuple[str, ...]
+    why: tuple[str, ...]
+
+
+def _header(user_id: str, p: Mapping[str, object]) -> RingHeader | None:
+    raw = p.get("ring_members")
+    if not isinstance(raw, str) or not raw:
+        return None
+    why = p.get("ring_why")
+    return RingHeader(
+        id=f"ring:{user_id}", kind=str(p.get("ring_kind") or "community"),
+        suspicion=_num(p.get("ring_suspicion")), members=tuple(json.loads(raw)),
+        why=tuple(json.loads(why)) if isinstance(why, str) and why else (),
+    )
+
+
+def ring_headers(store: GraphStore, kind: str = "ring", min_size: int = 3
+                 ) -> list[RingHeader]:
+    """Every stored group of ``kind`` (``ring``, ``community`` or ``all``) with at least
+    ``min_size`` members, most suspicious first, then by id."""
+    if kind not in (*RING_KINDS, "all"):
+        raise InvalidBatchError(f"kind must be one of {[*RING_KINDS, 'all']}, not {kind!r}")
+    if min_size < 1:
+        raise InvalidBatchError(f"min_size must be at least 1, got {min_size}")
+    ensure_pass(store)
+    out: list[RingHeader] = []
+    for chunk in store.export_nodes("User", ["ring_kind", "ring_suspicion", "ring_members",
+                                             "ring_why"]):
+        members = chunk["ring_members"]
+        for i in np.flatnonzero([isinstance(m, str) and m != "" for m in members]).tolist():
+            h = _header(str(chunk["id"][i]), {
+                "ring_members": members[i], "ring_kind": chunk["ring_kind"][i],
+                "ring_suspicion": chunk["ring_suspicion"][i], "ring_why": chunk["ring_why"][i]})
+            if h is not None and len(h.members) >= min_size and kind in ("all", h.kind):
+                out.append(h)
+    out.sort(key=lambda h: (-h.suspicion, h.id))
+    return out
+
+
+def rings(store: GraphStore, kind: str = "ring", min_size: int = 3,
+          limit: int | None = None) -> list[Ring]:
+    """``ring_headers`` with their shared items and direct links, the first ``limit``."""
+    heads = ring_headers(store, kind, min_size)
+    return [describe(store, h) for h in (heads if limit is None else heads[:limit])]
+
+
+def describe(store: GraphStore, h: RingHeader) -> Ring:
+    """A stored group with the items its members share and the links between them."""
+    members = set(h.members)
+    links = [(u, lk, o) for u, lk, o in user_links(store, sorted(members))
+             if o in members]
+    base = _ring(members, links)
+    return Ring(id=h.id, members=base.members, shared_items=base.shared_items,
+                direct_links=base.direct_links, kind=h.kind, suspicion=h.suspicion,
+                why=h.why)
 
 
 def _ring(members: set[str], links: Iterable[tuple[str, Link, str]]) -> Ring:
@@ -305,105 +451,6 @@ def _ring(members: set[str], links: Iterable[tuple[str, Link, str]]) -> Ring:
         ),
         direct_links=tuple((rt, a, b, n) for (rt, a, b), n in sorted(direct.items())),
     )
-
-
-def rings(
-    store: GraphStore,
-    min_size: int = 3,
-    via: Iterable[str] | None = None,
-    max_item_users: int = DEFAULT_MAX_ITEM_USERS,
-) -> list[Ring]:
-    """Every ring of at least ``min_size`` users, largest first, then by id."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if min_size < 2:
-        raise InvalidBatchError(f"min_size must be at least 2, got {min_size}")
-    chosen = check_via(via)
-    # Gather every link edge as arrays: users on one side, items or users on the other.
-    item_src: list[np.ndarray] = []
-    item_dst: list[np.ndarray] = []
-    item_kind: list[np.ndarray] = []
-    direct: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for k, rt in enumerate(chosen):
-        for chunk in store.export_relationships(rt, []):
-            if rt in USER_USER_RELS:
-                direct.append((rt, chunk["src"], chunk["dst"]))
-            else:
-                item_src.append(chunk["src"])
-                item_dst.append(chunk["dst"])
-                item_kind.append(np.full(len(chunk["src"]), k, dtype=np.int32))
-    all_users = [a for a in item_src] + [a for _, s, d in direct for a in (s, d)]
-    if not all_users or sum(len(a) for a in all_users) == 0:
-        return []
-    names, inverse = np.unique(np.concatenate(all_users).astype(str), return_inverse=True)
-    n_users = len(names)
-    pos = 0
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    item_users = np.empty(0, dtype=np.int64)
-    item_of_edge = np.empty(0, dtype=np.int64)
-    item_keys = np.empty(0, dtype=str)
-    item_kinds = np.empty(0, dtype=np.int32)
-    if item_src:
-        n_item_edges = sum(len(a) for a in item_src)
-        item_users = inverse[:n_item_edges]
-        pos = n_item_edges
-        kinds = np.concatenate(item_kind)
-        # An item is identified by its relationship type and id.
-        keyed = np.char.add(np.char.add(kinds.astype(str), "\x1f"),
-                            np.concatenate(item_dst).astype(str))
-        item_keys, item_of_edge = np.unique(keyed, return_inverse=True)
-        item_kinds = np.array([int(k.split("\x1f", 1)[0]) for k in item_keys], dtype=np.int32)
-        pairs = np.unique(np.stack([item_of_edge, item_users], axis=1), axis=0)
-        per_item = np.bincount(pairs[:, 0], minlength=len(item_keys))
-        linking = (per_item >= 2) & (per_item <= max_item_users)
-        keep = linking[item_of_edge]
-        rows.append(item_users[keep])
-        cols.append(n_users + item_of_edge[keep])
-    direct_pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for rt, s_arr, _ in direct:
-        u = inverse[pos : pos + len(s_arr)]
-        v = inverse[pos + len(s_arr) : pos + 2 * len(s_arr)]
-        pos += 2 * len(s_arr)
-        direct_pairs.append((rt, u, v))
-        rows.append(u)
-        cols.append(v)
-    n = n_users + len(item_keys)
-    r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-    c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
-    m = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
-    _, comp = connected_components(m, directed=False)
-    user_comp = comp[:n_users]
-    sizes = np.bincount(user_comp, minlength=int(comp.max()) + 1)
-    big = sizes >= min_size
-    if not big.any():
-        return []
-    members: dict[int, set[str]] = defaultdict(set)
-    for ui in np.nonzero(big[user_comp])[0].tolist():
-        members[int(user_comp[ui])].add(str(names[ui]))
-    links: dict[int, list[tuple[str, Link, str]]] = defaultdict(list)
-    if item_src:
-        sel = keep & big[user_comp[item_users]]
-        for u, it in zip(item_users[sel].tolist(), item_of_edge[sel].tolist()):
-            rt = chosen[int(item_kinds[it])]
-            item_id = str(item_keys[it]).split("\x1f", 1)[1]
-            user = str(names[u])
-            links[int(user_comp[u])].append(
-                (user, Link(rt, REL_TYPES[rt].dst, item_id, user), user)
-            )
-    for rt, u, v in direct_pairs:
-        sel = (u != v) & big[user_comp[u]]
-        counts: dict[tuple[int, int], int] = defaultdict(int)
-        for a, b in zip(u[sel].tolist(), v[sel].tolist()):
-            counts[(min(a, b), max(a, b))] += 1  # both directions count, as in user_links
-        for (a, b), k in counts.items():
-            links[int(user_comp[a])].append(
-                (str(names[a]), Link(rt, "User", str(names[b]), str(names[a]), k), str(names[b]))
-            )
-    out = [_ring(members[cid], links[cid]) for cid in members]
-    out.sort(key=lambda ring: (-ring.size, ring.id))
-    return out
 
 
 def neighbourhood(

@@ -280,9 +280,10 @@ def _fraud(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None
 
 
 def _ring(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None:
-    if not p.ring_size:
+    if not p.ring_size and not p.ring_exposure:
         return None
-    d = changed(replace(p, ring_size=0, ring_id=None))
+    d = changed(replace(p, ring_size=0, ring_id=None, ring_kind=None, ring_suspicion=0.0,
+                        ring_exposure=0.0))
     if d is None:
         return None
     return _cf("ring", p.ring_id, None, d,

@@ -64,7 +64,8 @@ def assess(p: Profile, policy: Policy, h: HistoryStats | None = None) -> Assessm
         "default": _band_of(pd, risk.pd.medium, risk.pd.high),
         "fraud": _band_of(p.fraud_risk, risk.fraud.medium, risk.fraud.high),
         "relational": _band_of(p.relational_risk, risk.relational.medium, risk.relational.high),
-        "ring": BANDS.index(risk.ring_band) if risk.counts_ring(p.ring_size) else 0,
+        # Monotone in fraud evidence: see graph/rings.py and docs/limits.md.
+        "ring": _band_of(p.ring_exposure, risk.ring.medium, risk.ring.high),
     }
     level = max(levels.values())
     band = BANDS[level]

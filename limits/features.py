@@ -63,8 +63,13 @@ class Profile:
     relational_risk: float | None = None
     own_risk: float | None = None
     score_model_version: str | None = None
-    ring_id: str | None = None
+    ring_id: str | None = None  # the group the last ring pass put the user in
     ring_size: int = 0
+    ring_kind: str | None = None  # ring | community
+    ring_suspicion: float = 0.0  # the group's
+    # The relational input of the band (graph/rings.py, docs/limits.md): never lower
+    # when a fraud link is added.
+    ring_exposure: float = 0.0
     lines: Mapping[str, LineState] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,7 +101,7 @@ _NON_NEGATIVE = (
     "monthly_spend", "monthly_txns", "merchant_categories", "active_days_30d",
     "other_products", "obligations", "ring_size",
 )
-_UNIT = ("fraud_risk", "relational_risk", "own_risk")
+_UNIT = ("fraud_risk", "relational_risk", "own_risk", "ring_suspicion", "ring_exposure")
 
 
 def check_profile(p: Profile) -> None:

@@ -164,11 +164,10 @@ class Risk(_Model):
     pd: Thresholds
     fraud: Thresholds
     relational: Thresholds
-    ring_min_size: int = Field(ge=2)
-    # A connected group larger than this is a community (an office, a campus, users of
-    # shared networks), not a ring: it does not count, and a walk stops past it.
-    ring_max_size: int = Field(default=30, ge=2, le=10_000)
-    ring_band: Band
+    # Bands of the ring exposure (graph/rings.py): the larger of the own group's
+    # suspicion and the strongest link to fraud evidence. No group size cuts it off:
+    # a bigger or more fraudulent neighbourhood never lowers it.
+    ring: Thresholds
     band_factor: dict[Band, float]
     raise_bands: tuple[Band, ...]
     require_scores: bool = True
@@ -195,16 +194,6 @@ class Risk(_Model):
         if any(not 0 <= x <= 1 for x in vals) or vals != sorted(vals, reverse=True):
             raise ValueError("factors must be in 0..1 and not increase from low to high")
         return v
-
-    @model_validator(mode="after")
-    def _ring_sizes(self) -> Risk:
-        if self.ring_max_size < self.ring_min_size:
-            raise ValueError("ring_max_size must be at least ring_min_size")
-        return self
-
-    def counts_ring(self, size: int) -> bool:
-        """Whether a group of ``size`` users is a ring for this policy."""
-        return self.ring_min_size <= size <= self.ring_max_size
 
     def pd_factor(self, pd: float) -> float:
         for g in self.pd_grades:

@@ -144,7 +144,7 @@ DRIVER_TEXT = {
     "default": ("default risk", "违约风险"),
     "fraud": ("fraud risk", "欺诈风险"),
     "relational": ("linked-account risk", "关联账户风险"),
-    "ring": ("member of a linked ring", "属于关联团伙"),
+    "ring": ("in or linked to a suspicious ring", "属于或关联可疑团伙"),
 }
 CAP_ZH = {
     "online_micro_loan": "网络小额贷款",

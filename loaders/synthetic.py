@@ -1049,6 +1049,54 @@ def _credit_features(u: _Users, p: _Payments, h: _Holdings, hist: pa.Array,
     return table
 
 
+# -- groups, planted and legitimate --------------------------------------------------------
+def _dorms(u: _Users, rng: np.random.Generator) -> tuple[pa.Table, pa.Table, np.ndarray]:
+    """Dormitories: a few clean users who opened their accounts at the same time (one
+    intake) and log in from the dorm's IP: legitimate sharing with a sign-up burst.
+    Returns the IP nodes, LOGGED_FROM rows and each user's dorm (-1 none)."""
+    clean = np.flatnonzero((u.kind < 0) & (np.arange(u.n) < u.n_regular))
+    pick = clean[rng.random(clean.size) < 0.03]
+    pick = pick[np.argsort(u.signup[pick], kind="stable")]  # roommates joined together
+    dorm = np.full(u.n, -1, dtype=np.int64)
+    dorm[pick] = _groups(rng, pick.size, np.arange(4, 9), np.ones(5))
+    members = pick[rng.random(pick.size) < 0.9]
+    numbers = (1 << 22) + dorm[members]  # a block of IPs no other pattern uses
+    used = np.unique(numbers)
+    strings = _ip_strings(used)
+    rel = _link_table(u.ids(members), strings.take(pa.array(np.searchsorted(used, numbers))),
+                      {"last_seen": pa.array(np.minimum(u.last_active[members], END_MS - 1))})
+    return pa.table({"id": strings}), rel, dorm
+
+
+def _group_list(kind: str, u: _Users, number: np.ndarray, min_size: int
+                ) -> list[dict[str, Any]]:
+    """``{"kind", "members"}`` of every group (users with the same ``number`` >= 0)."""
+    who = np.flatnonzero(number >= 0)
+    who = who[np.argsort(number[who], kind="stable")]
+    ids = u.ids(who).to_pylist()
+    _, starts, counts = np.unique(number[who], return_index=True, return_counts=True)
+    return [{"kind": kind, "members": sorted(ids[s:s + c])}
+            for s, c in zip(starts.tolist(), counts.tolist()) if c >= min_size]
+
+
+def _groups_manifest(u: _Users, chains: list[np.ndarray], dorm: np.ndarray
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """Planted fraud groups and legitimate sharing groups, members listed, so that ring
+    detection can be measured (bench/rings.py)."""
+    chain_no = np.full(u.n, -1, dtype=np.int64)
+    for i, c in enumerate(chains):
+        chain_no[c] = i
+    regular = np.arange(u.n) < u.n_regular
+    return {
+        "planted_groups": (_group_list("device_ring", u, u.ring, 2)
+                           + _group_list("referral_farm", u, u.farm, 2)
+                           + _group_list("mule_chain", u, chain_no, 2)),
+        "legit_groups": (_group_list("household", u, np.where(regular, u.household, -1), 2)
+                         + _group_list("office", u, u.office, 3)
+                         + _group_list("dorm", u, dorm, 3)),
+    }
+
+
 # -- entry point -------------------------------------------------------------------------
 def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
              ) -> GenerateSummary:
@@ -1062,7 +1110,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GeneratorError(f"cannot create output directory {out}: {exc}") from exc
-    seeds = np.random.SeedSequence(cfg.seed).spawn(12)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(13)
     rngs = [np.random.default_rng(s) for s in seeds]
     w = _Writer(out, fmt)
 
@@ -1091,6 +1139,8 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
     phone_nodes, has_phone = _phones(u, r)
     ip_nodes, logged = _ips(u, r)
     card_nodes, has_card = _cards(u, r)
+    dorm_ips, dorm_logins, dorm = _dorms(u, rngs[12])
+    ip_nodes, logged = pa.concat_tables([ip_nodes, dorm_ips]), pa.concat_tables([logged, dorm_logins])
     w.write("phones", phone_nodes)
     w.write("ips", ip_nodes)
     w.write("bank_cards", card_nodes)
@@ -1121,6 +1171,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
         "rings": int(u.ring_times.size),
         "referral_farms": int(u.farm_times.size),
         "mule_chains": [[str(x) for x in u.ids(c).to_pylist()] for c in chains[:50]],
+        **_groups_manifest(u, chains, dorm),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return summary

@@ -21,7 +21,8 @@ def populate(store: GraphStore) -> None:
     referral chain, a hub IP used by everyone, and a loner."""
     users = ["u1", "u2", "u3", "u4", "f1", "f2", "f3", "r1", "r2", "lone", "o'brien \"x\""]
     users += [f"crowd{i:02d}" for i in range(50)]  # 61 on the café IP: above the hub cap
-    store.upsert_nodes("User", {"id": users, "name": [f"name {u}" for u in users]})
+    store.upsert_nodes("User", {"id": users, "name": [f"name {u}" for u in users],
+                                "fraud_risk": [0.9 if u[0] == "u" else 0.02 for u in users]})
     store.upsert_nodes("Device", {"id": ["d-ring-a", "d-ring-b", "tablet"]})
     store.upsert_nodes("IP", {"id": ["ip-cafe"]})
     store.upsert_relationships("USES", {
@@ -92,12 +93,31 @@ def test_rings_finds_ring_and_family(cli_env: dict[str, str]) -> None:
     out = run(["rings", "--min-size", "3", "--json"], cli_env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    members = [r["members"] for r in got["rings"]]
-    assert members == [
-        ["r1", "r2", "u1", "u2", "u3", "u4"],
-        ["f1", "f2", "f3", "o'brien \"x\""],
+    # The scored accounts sharing devices and money are a ring; the referral chain with
+    # one scored member and the family on its tablet are communities; the café IP
+    # links nobody.
+    assert [(r["id"], r["kind"], r["members"]) for r in got["rings"]] == [
+        ("ring:u1", "ring", ["u1", "u2", "u3"]),
     ]
-    assert got["rings"][0]["id"] == "ring:r1"
+    assert got["total"] == 1
+    first = got["rings"][0]
+    assert list(first) == ["id", "size", "members", "kind", "suspicion", "why",
+                           "shared_items", "direct_links"]
+    assert first["size"] == 3 and 0.5 <= first["suspicion"] <= 1
+    assert any("fraud score" in w for w in first["why"])
+    assert first["direct_links"] == [["TRANSFERRED", "u1", "u2", 3]]
+    out = run(["rings", "--kind", "community", "--limit", "1", "--stored", "--json"], cli_env)
+    got = json.loads(out.stdout)
+    assert got["total"] == 2 and got["rings"][0]["kind"] == "community"
+    assert got["rings"][0]["members"] == ["r1", "r2", "u4"]  # more suspicious first
+    assert 0 < got["rings"][0]["suspicion"] < first["suspicion"]
+    out = run(["rings", "--kind", "all", "--min-size", "4", "--json"], cli_env)
+    family = json.loads(out.stdout)["rings"]
+    assert [r["members"] for r in family] == [["f1", "f2", "f3", "o'brien \"x\""]]
+    assert family[0]["shared_items"][0]["id"] == "tablet"
+    out = run(["ring", "ring:u1", "--json"], cli_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == first
 
 
 def test_quotes_in_ids_survive_the_command_line(cli_env: dict[str, str]) -> None:

@@ -63,6 +63,7 @@ def profiles(draw) -> Profile:
         relational_risk=draw(st.none() | unit),
         ring_id="ring:x" if ring else None,
         ring_size=ring,
+        ring_exposure=draw(unit) if ring else 0.0,
         lines=lines,
     )
 
@@ -115,10 +116,12 @@ def test_more_relational_risk_never_gives_a_higher_limit(p: Profile, x: float, y
 
 
 @SETTINGS
-@given(profiles())
-def test_ring_membership_never_gives_a_higher_limit(p: Profile) -> None:
-    _not_higher(_limits(replace(p, ring_size=0, ring_id=None)),
-                _limits(replace(p, ring_size=5, ring_id="ring:a")))
+@given(profiles(), unit, unit)
+def test_more_ring_exposure_never_gives_a_higher_limit(p: Profile, x: float, y: float
+                                                       ) -> None:
+    lo, hi = sorted((x, y))
+    _not_higher(_limits(replace(p, ring_exposure=lo)),
+                _limits(replace(p, ring_size=5, ring_id="ring:a", ring_exposure=hi)))
 
 
 @SETTINGS

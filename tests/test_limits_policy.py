@@ -64,7 +64,8 @@ def test_default_policy_loads_with_version_and_hash(policy) -> None:
         (("{ max_pd = 0.03, factor = 0.85 }", "{ max_pd = 0.03, factor = 1.2 }"),
          "risk.pd_grades.1.factor", "less than or equal"),
         (("version =", "version = = "), "(file)", "not valid TOML"),
-        (("ring_max_size = 30", "ring_max_size = 2"), "risk", "ring_max_size"),
+        (("ring = { medium = 0.3, high = 0.9 }", "ring = { medium = 0.8, high = 0.5 }"),
+         "risk.ring", "at least medium"),
     ],
 )
 def test_bad_policy_is_rejected_naming_field_and_reason(text, edit, field, words) -> None:
@@ -200,15 +201,25 @@ def test_round_down_never_exceeds() -> None:
     assert round_down(-5, 100) == 0
 
 
-def test_a_small_ring_counts_a_community_does_not(policy) -> None:
-    """Sharing alone is not a fraud signal: a connected group larger than ring_max_size
-    (an office, a campus network) puts nobody in a higher band; a small ring does."""
-    limit = policy.risk.ring_max_size
+def test_ring_exposure_sets_the_band_whatever_the_group_size(policy) -> None:
+    """A community (a household, an office) with low suspicion puts nobody in a higher
+    band, however large; a suspicious ring or a strong link to one does, however large.
+    No group size cuts the exposure off."""
     alone = decide(good(), policy)
-    ring = decide(good(ring_id="ring:x", ring_size=5), policy)
-    community = decide(good(ring_id="ring:y", ring_size=limit + 1), policy)
+    ring = decide(good(ring_id="ring:x", ring_size=5, ring_kind="ring", ring_suspicion=0.8,
+                       ring_exposure=0.8), policy)
+    big_ring = decide(good(ring_id="ring:x", ring_size=500, ring_kind="ring",
+                           ring_suspicion=0.8, ring_exposure=0.8), policy)
+    community = decide(good(ring_id="ring:y", ring_size=40, ring_kind="community",
+                            ring_suspicion=0.1, ring_exposure=0.1), policy)
     assert ring.assessment.band != alone.assessment.band
     assert "ring" in ring.assessment.drivers
+    assert big_ring.assessment.band == ring.assessment.band
     assert community.assessment.band == alone.assessment.band
     assert community.line("bnpl").new_limit == alone.line("bnpl").new_limit
     assert ring.line("bnpl").new_limit <= alone.line("bnpl").new_limit
+    for exposure in (0.0, 0.2, 0.3, 0.5, 0.9):  # more exposure: never a larger limit
+        worse = decide(good(ring_exposure=min(1.0, exposure + 0.1)), policy)
+        base = decide(good(ring_exposure=exposure), policy)
+        assert worse.line("bnpl").new_limit <= base.line("bnpl").new_limit
+        assert worse.line("cash_loan").new_limit <= base.line("cash_loan").new_limit

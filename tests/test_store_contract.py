@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from graph import queries
+from graph import queries, rings
 from graph.errors import InvalidBatchError, NotFoundError, UnknownTypeError
 from graph.model import NODE_TYPES, REL_TYPES, Node, Relationship
 from graph.queries import Link, LinkedAccount
@@ -529,11 +529,8 @@ def test_self_links_are_stored_but_link_nobody(store: GraphStore) -> None:
     assert queries.linked_accounts(store, "u1") == [
         LinkedAccount("u2", 1, [Link("REFERRED", "User", "u2", "u1")]),
     ]
-    assert queries.rings(store, min_size=3) == []
-    ring = queries.ring_of(store, "u1", min_size=2)
-    assert ring is not None
-    assert ring.members == ("u1", "u2")
-    assert ring.direct_links == (("REFERRED", "u1", "u2", 1),)
+    assert queries.rings(store, kind="all", min_size=2) == []  # two make no group
+    assert queries.ring_of(store, "u1") is None
 
 
 def test_hub_item_links_nobody(store: GraphStore) -> None:
@@ -546,10 +543,10 @@ def test_hub_item_links_nobody(store: GraphStore) -> None:
     ]
     found = queries.linked_accounts(store, "h1", max_item_users=4)
     assert [(a.user_id, a.strength) for a in found] == [("h2", 2), ("h3", 1), ("h4", 1)]
-    assert queries.rings(store, min_size=3, max_item_users=3) == []
-    assert [r.members for r in queries.rings(store, min_size=3, max_item_users=4)] == [
-        ("h1", "h2", "h3", "h4"),
-    ]
+    rings.run_pass(store, rings.RingConfig(max_item_users=3))
+    assert queries.rings(store, kind="all") == []
+    rings.run_pass(store, rings.RingConfig(max_item_users=4))
+    assert [r.members for r in queries.rings(store, kind="all")] == [("h1", "h2", "h3", "h4")]
 
 
 def test_neighbourhood_caps_a_busy_merchant(store: GraphStore) -> None:
@@ -616,8 +613,9 @@ def snapshot(store: GraphStore) -> dict[str, Any]:
         for depth in (1, 2):
             out[f"linked {user} {depth}"] = queries.linked_accounts(store, user, depth=depth)
         out[f"ring {user}"] = queries.ring_of(store, user)
+        out[f"membership {user}"] = queries.membership(store, user)
     out["rings"] = queries.rings(store)
-    out["rings 2"] = queries.rings(store, min_size=2)
+    out["rings 2"] = queries.rings(store, kind="all", min_size=2)
     out["mega"] = queries.neighbourhood(store, "Merchant", "mega", hops=2, max_nodes=25)
     out["r1"] = queries.neighbourhood(store, "User", "r1", hops=2, max_nodes=200)
     user_props = ["name", "credit_score", "income", "signup_ts", "is_fraud"]
@@ -640,12 +638,19 @@ def check_town(snap: dict[str, Any]) -> None:
     assert snap["linked lonely 1"] == [] and snap["linked u000 2"] == [
         LinkedAccount("u001", 1, [Link("TRANSFERRED", "User", "u001", "u000", 1)])
     ]
-    assert [(r.id, r.size) for r in snap["rings"]] == [("ring:c1", 7), ("ring:r1", 5)]
-    assert snap["ring r3"] == snap["rings"][1]
+    # Opened together, sharing devices and a card, moving money: the one ring. The
+    # family (a tablet, a home IP) and the referral chain are communities; the cafe's IP
+    # (60 users) links nobody, and two users are no group.
+    assert [(r.id, r.size, r.kind) for r in snap["rings"]] == [("ring:r1", 5, "ring")]
+    assert snap["rings"][0].suspicion >= 0.5 and snap["rings"][0].why
+    assert snap["ring r3"] == snap["rings"][0]
     assert snap["ring r3"].shared_items[0] == queries.SharedItem(
         "HAS_CARD", "BankCard", "card-X", ("r4", "r5"))
-    assert snap["ring lonely"] is None
-    assert [r.id for r in snap["rings 2"]] == ["ring:c1", "ring:r1", "ring:u000"]
+    assert snap["ring lonely"] is None and snap["membership lonely"].exposure == 0
+    assert [(r.id, r.kind) for r in snap["rings 2"]] == [
+        ("ring:r1", "ring"), ("ring:fa1", "community"), ("ring:c1", "community")]
+    assert snap["ring c1"] == snap["rings 2"][2]
+    assert snap["membership r1"].exposure >= snap["rings"][0].suspicion
     assert snap["mega"].truncated and len(snap["mega"].nodes) == 25
     assert snap["users"]["id"][:3] == ["c1", "c2", "c3"]
     assert snap["TRANSFERRED"]["id"] == ["tr3", "tr1", "tr2", "tr4"]
@@ -654,6 +659,18 @@ def check_town(snap: dict[str, Any]) -> None:
 def test_the_store_answers_the_town(store: GraphStore) -> None:
     load_town(store)
     check_town(snapshot(store))
+
+
+def test_ring_of_agrees_with_rings_for_every_user(store: GraphStore) -> None:
+    load_town(store)
+    groups = queries.rings(store, kind="all", min_size=1)
+    of = {m: r for r in groups for m in r.members}
+    assert len(of) == sum(r.size for r in groups)  # each user in one group at most
+    users = store.node_ids("User", limit=1000)
+    assert len(users) == 70
+    for u in users:
+        assert queries.ring_of(store, u) == of.get(u), u
+    assert queries.rings_of_many(store, users) == {u: of.get(u) for u in users}
 
 
 @pytest.mark.neo4j

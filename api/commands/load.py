@@ -9,6 +9,7 @@ from pathlib import Path
 
 from api.bootstrap import open_store
 from api.commands.common import add_json_option, add_store_option, print_json, settings_for
+from graph.store import GraphStore
 from loaders.load import FileReport, LoadOptions, load_directory
 from loaders.sffsd import load_sffsd
 from loaders.synthetic import GeneratorConfig, generate
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-link-index", action="store_true",
                    help="embedded store: do not rebuild the link index after the load "
                         "(linked-account queries then use SQL until it is rebuilt)")
+    p.add_argument("--no-rings", action="store_true",
+                   help="do not run the ring pass after the load (`riskgraph rings` runs it)")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=load)
@@ -53,19 +56,37 @@ def load(args: argparse.Namespace) -> int:
         else:
             reports = load_directory(store, Path(args.path), options)
         index = None if args.no_link_index else _refresh_link_index(store)
+        ring_pass = None if args.no_rings else _ring_pass(store)
     finally:
         store.close()
     if args.json:
         doc: dict[str, object] = {"files": [r.as_dict() for r in reports]}
         if index is not None:
             doc["link_index"] = index
+        if ring_pass is not None:
+            doc["ring_pass"] = ring_pass
         print_json(doc)
     else:
         _print_reports(reports, settings.quarantine_dir)
         if index is not None:
             print(f"link index: {index['users']:,} users, {index['links']:,} links, "
                   f"built in {index['seconds']:.1f} s")
+        if ring_pass is not None:
+            print(f"ring pass: {ring_pass['rings']:,} rings, {ring_pass['communities']:,} "
+                  f"communities, in {ring_pass['seconds']:.1f} s")
     return 0
+
+
+def _ring_pass(store: GraphStore) -> dict[str, object]:
+    """Find the groups of the data just loaded and write them to the users
+    (graph/rings.py), so rings, ring_of and decisions read them."""
+    from graph import rings
+
+    started = time.perf_counter()
+    result = rings.run_pass(store)
+    kinds = [g.kind for g in result.groups]
+    return {"rings": kinds.count("ring"), "communities": kinds.count("community"),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _refresh_link_index(store: object) -> dict[str, object] | None:

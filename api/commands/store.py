@@ -32,16 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(p)
     p.set_defaults(func=linked)
 
-    p = sub.add_parser("rings", help="connected groups of linked users")
+    p = sub.add_parser("rings", help="groups of linked users: fraud rings apart from "
+                                      "communities, most suspicious first")
+    p.add_argument("--kind", choices=["ring", "community", "all"], default="ring",
+                   help="ring: suspicious groups (default); community: households, offices, "
+                        "campuses, public networks; all: both")
     p.add_argument("--min-size", type=int, default=3)
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--stored", action="store_true",
+                   help="print the last pass's groups instead of running the pass again")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=rings)
 
-    p = sub.add_parser("ring", help="one ring: its members, shared items and direct links")
+    p = sub.add_parser("ring", help="one group: kind, suspicion, why, members, shared items "
+                                    "and direct links")
     p.add_argument("ring_id", help="ring:<smallest member id>, as `rings` lists them")
-    p.add_argument("--min-size", type=int, default=3)
     p.add_argument("--png", type=Path, metavar="FILE", help="also draw the ring to this PNG file")
     add_store_option(p)
     add_json_option(p)
@@ -95,55 +101,74 @@ def linked(args: argparse.Namespace) -> int:
 
 
 def rings(args: argparse.Namespace) -> int:
+    from api.cli import UsageError
+    from graph import rings as ring_pass
+
+    if args.min_size < 1 or args.limit < 0:
+        raise UsageError("--min-size must be at least 1 and --limit at least 0")
     with store_for(args) as store:
-        found = queries.rings(store, min_size=args.min_size)
-    shown = found[: args.limit]
+        if not args.stored:
+            ring_pass.run_pass(store)
+        heads = queries.ring_headers(store, args.kind, args.min_size)
+        shown = [queries.describe(store, h) for h in heads[: args.limit]]
     if args.json:
-        print_json({
-            "total": len(found),
-            "rings": [dataclasses.asdict(r) | {"size": r.size} for r in shown],
-        })
+        print_json({"total": len(heads), "rings": [ring_dict(r) for r in shown]})
         return 0
-    print(f"{len(found)} rings of at least {args.min_size} users")
+    print(f"{len(heads)} groups of kind {args.kind} with at least {args.min_size} users, "
+          "most suspicious first")
     for r in shown:
-        items = ", ".join(f"{s.label}:{s.id}" for s in r.shared_items[:3])
-        print(f"  {r.id:<24} {r.size:>4} members  shared: {items}")
-    if len(found) > len(shown):
-        print(f"  ... and {len(found) - len(shown):,} more (--limit {len(found)} shows all)")
+        print(f"  {r.id:<24} {r.kind:<10} suspicion {r.suspicion:.2f} {r.size:>4} members")
+        for why in r.why:
+            print(f"      - {why}")
+    if len(heads) > len(shown):
+        print(f"  ... and {len(heads) - len(shown):,} more (--limit {len(heads)} shows all)")
     return 0
 
 
-def find_ring(store: GraphStore, ring_id: str, min_size: int = 3) -> queries.Ring:
-    """The ring with id ``ring:<smallest member id>``; NotFoundError when there is none."""
+def ring_dict(r: queries.Ring) -> dict[str, object]:
+    """The JSON of one group, keys in the documented order."""
+    return {
+        "id": r.id, "size": r.size, "members": list(r.members), "kind": r.kind,
+        "suspicion": r.suspicion, "why": list(r.why),
+        "shared_items": [dataclasses.asdict(s) for s in r.shared_items],
+        "direct_links": [list(d) for d in r.direct_links],
+    }
+
+
+def find_ring(store: GraphStore, ring_id: str) -> queries.Ring:
+    """The group with id ``ring:<smallest member id>``; NotFoundError when there is none."""
     from api.cli import UsageError
 
     member = ring_id[len(RING_PREFIX):] if ring_id.startswith(RING_PREFIX) else ""
     if not member:
         raise UsageError(f"{ring_id!r} is not a ring id; ring ids look like ring:<user id>, "
                          "as `riskgraph rings` lists them")
-    try:
-        found = queries.ring_of(store, member, min_size=min_size)
-    except NotFoundError:
-        raise NotFoundError(f"no ring {ring_id!r}: there is no user {member!r}") from None
+    if store.missing_nodes("User", [member]):
+        raise NotFoundError(f"no ring {ring_id!r}: there is no user {member!r}")
+    queries.ensure_pass(store)
+    found = queries.ring_by_id(store, ring_id)
     if found is None:
-        raise NotFoundError(f"no ring {ring_id!r}: {member} is in no group of at least "
-                            f"{min_size} linked users")
-    if found.id != ring_id:
-        raise NotFoundError(f"no ring {ring_id!r}: {member} belongs to {found.id}")
+        other = queries.ring_of(store, member)
+        where = (f"{member} belongs to {other.id}" if other is not None
+                 else f"{member} is in no group")
+        raise NotFoundError(f"no ring {ring_id!r}: {where} (`riskgraph rings --kind all` "
+                            "lists the groups)")
     return found
 
 
 def ring(args: argparse.Namespace) -> int:
     with store_for(args) as store:
-        found = find_ring(store, args.ring_id, args.min_size)
+        found = find_ring(store, args.ring_id)
         if args.png is not None:
             from api import pictures
 
             pictures.draw(pictures.ring_network(store, found), args.png)
     if args.json:
-        print_json(dataclasses.asdict(found) | {"size": found.size})
+        print_json(ring_dict(found))
         return 0
-    print(f"{found.id}: {found.size} members")
+    print(f"{found.id}: {found.kind}, suspicion {found.suspicion:.2f}, {found.size} members")
+    for why in found.why:
+        print(f"  - {why}")
     print("  members: " + ", ".join(found.members))
     print(f"  shared items ({len(found.shared_items)}):")
     for s in found.shared_items:
