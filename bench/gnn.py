@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
         assert model.tree is not None
-        model.tree.logit(raw)
+        model.tree.logit(raw, g.user_ids)
         tree_s = time.perf_counter() - t0
         result["score"] = {
             "users": args.score_users, "load_seconds": round(load_s, 1),

@@ -97,29 +97,18 @@ def evaluate(store: GraphStore, models_dir: Path, version: str | None = None,
     """Re-score the model's test users from the store (training users' labels visible,
     as when it was trained), report its metrics beside the baselines of its training
     run, and draw ROC, precision-recall and histogram PNGs."""
-    from gnn.features import encode
     from gnn.plots import write_plots
-    from gnn.tensors import to_heterodata
-    from gnn.train import HEADS, calibrated, label_input, logits, raw_features, with_tree
+    from gnn.train import evaluation_scores
 
     name, model = registry.load(models_dir, version)
     g = export_graph(store, max_item_users=model.config.max_item_users)
     index = g.index_of()
     test = np.array([index[u] for u in model.split.get("test", []) if u in index], np.int64)
-    train = [index[u] for u in model.split.get("fit", []) + model.split.get("val", [])
-             if u in index]
     if len(test) == 0:
         raise GnnError(f"none of model {name}'s test users are in the store; "
                        "evaluate against the data it was trained on")
-    visible = np.zeros(g.n_users, bool)
-    visible[train] = True
-    raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
-    if model.tree is not None:
-        raw, names = with_tree(raw, names, model.tree.logit(raw))
-    data = to_heterodata(g, encode(raw, model.spec), label_input(g.labels(), visible))
-    lg = logits(model.net, data)
     y = g.labels()[test].astype(int)
-    probs = {h: calibrated(lg[h][test], model.calibration[h]) for h in HEADS}
+    probs = evaluation_scores(model, g, test)
     result = {
         "version": name,
         "model": binary_metrics(y, probs["fraud"]),

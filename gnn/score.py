@@ -46,7 +46,7 @@ def prepare(model: UserModel, g: GraphArrays, operators: bool = False) -> Any:
         ops = pool.submit(graph_operators, g) if pool is not None else None
         raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
         if model.tree is not None:
-            raw, names = with_tree(raw, names, model.tree.logit(raw))
+            raw, names = with_tree(raw, names, model.tree.logit(raw, g.user_ids))
         y = g.labels()
         data = to_heterodata(g, encode(raw, model.spec), label_input(y, np.isfinite(y)))
         if ops is not None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from gnn.baselines import fit_predict_lgbm, graph_aggregates
-from gnn.boost import OwnTreeScorer, fit_out_of_fold
+from gnn.boost import OwnTreeScorer, fit_folds
 from gnn.errors import NotEnoughLabelsError
 from gnn.features import (
     FeatureSpec,
@@ -305,7 +305,7 @@ def train_user_model(
             rounds = best_iter
     baseline_seconds = time.perf_counter() - started
 
-    tree, tree_logit = fit_out_of_fold(raw_tr, y_fit, train_rows, rounds, cfg.seed)
+    tree, tree_logit = fit_folds(raw_tr, y_fit, train_rows, train_g.user_ids, rounds, cfg.seed)
     raw_tr_t, names_t = with_tree(raw_tr, names, tree_logit)
     spec = fit_spec(raw_tr_t, names_t, train_rows, train_g.max_time_ms, channels)
     item_rels = list(train_g.item_edges)
@@ -317,17 +317,16 @@ def train_user_model(
     calib["relational"] = _platt(*relational_views(net, data_tr, val, y_fit, cfg))
     train_seconds = time.perf_counter() - started
 
-    # test: the full graph (identical to the training graph for a random split)
-    if cut is not None:
-        raw_te_t, _ = with_tree(raw_te, names, tree.logit(raw_te))
-        lg_te = logits(net, to_heterodata(full, encode(raw_te_t, spec), lab_te))
-    else:
-        lg_te = lg_tr
+    spec.reference_ms = full.max_time_ms
+    ids = full.user_ids
+    split = {"fit": ids[fit].tolist(), "val": ids[val].tolist(), "test": ids[test].tolist()}
+    model = UserModel(net, spec, calib, cfg, tree, {"training": {"cut_ms": cut}}, split)
+    # test metrics through the path `evaluate` takes, on the full graph
+    probs = evaluation_scores(model, full, test)
     y_test = y_full[test]
     metrics: dict[str, Any] = {
-        "model": binary_metrics(y_test, calibrated(lg_te["fraud"][test], calib["fraud"])),
-        "heads": {h: binary_metrics(y_test, calibrated(lg_te[h][test], calib[h]))
-                  for h in ("relational", "own")},
+        "model": binary_metrics(y_test, probs["fraud"]),
+        "heads": {h: binary_metrics(y_test, probs[h]) for h in ("relational", "own")},
         "baselines": base,
     }
     metrics["training"] = {
@@ -336,7 +335,40 @@ def train_user_model(
         "fit": len(fit), "val": len(val), "test": len(test), "split": cfg.split,
         "cut_ms": cut, "tree_rounds": rounds, "graph_aggregate_features": agg_names,
     }
-    spec.reference_ms = full.max_time_ms
-    ids = full.user_ids
-    split = {"fit": ids[fit].tolist(), "val": ids[val].tolist(), "test": ids[test].tolist()}
-    return UserModel(net, spec, calib, cfg, tree, metrics, split)
+    model.metrics = metrics
+    return model
+
+
+def evaluation_labels(model: UserModel, g: GraphArrays) -> np.ndarray:
+    """The label input while evaluating: the training users' labels (fit and
+    validation), as training saw them (a fraud known only after a time split's cut is
+    unknown); nobody else's."""
+    index = g.index_of()
+    rows = [index[u] for u in model.split.get("fit", []) + model.split.get("val", [])
+            if u in index]
+    visible = np.zeros(g.n_users, bool)
+    visible[rows] = True
+    y = g.labels()
+    cut = model.metrics.get("training", {}).get("cut_ms")
+    if cut is not None:
+        fts = np.asarray(g.users.get("fraud_ts", np.full(g.n_users, np.nan)), np.float64)
+        y = np.where((y == 1) & (fts >= cut), np.nan, y)
+    return label_input(y, visible)
+
+
+def model_input(model: UserModel, g: GraphArrays, label_in: np.ndarray) -> Any:
+    """The network's input for ``g``: own features with the fold trees' logit, encoded
+    with the saved spec, and ``label_in``. The one feature path of training,
+    evaluation and scoring."""
+    raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
+    if model.tree is not None:
+        raw, names = with_tree(raw, names, model.tree.logit(raw, g.user_ids))
+    return to_heterodata(g, encode(raw, model.spec), label_in)
+
+
+def evaluation_scores(model: UserModel, g: GraphArrays, rows: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """Calibrated probabilities of the three heads for ``rows`` of ``g``, with the
+    labels visible while evaluating (``evaluation_labels``)."""
+    lg = logits(model.net, model_input(model, g, evaluation_labels(model, g)))
+    return {h: calibrated(lg[h][rows], model.calibration[h]) for h in HEADS}
