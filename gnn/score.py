@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnn.features import encode
 from gnn.models import Operators, build_operators, set_operators
 from gnn.tensors import GraphArrays, neighbourhood_graph, to_heterodata
-from gnn.train import UserModel, calibrated, label_input, raw_features, with_tree
+from gnn.train import UserModel, calibrated, label_input, user_inputs
 from graph.store import GraphStore
 
 SCORE_NAMES = {"fraud": "fraud_risk", "relational": "relational_risk", "own": "own_risk"}
@@ -44,11 +43,12 @@ def prepare(model: UserModel, g: GraphArrays, operators: bool = False) -> Any:
     1M users, 4.7 s side by side."""
     with ThreadPoolExecutor(1) if operators else nullcontext() as pool:
         ops = pool.submit(graph_operators, g) if pool is not None else None
-        raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
-        if model.tree is not None:
-            raw, names = with_tree(raw, names, model.tree.logit(raw, g.user_ids))
         y = g.labels()
-        data = to_heterodata(g, encode(raw, model.spec), label_input(y, np.isfinite(y)))
+        label_in = label_input(y, np.isfinite(y))
+        x, stack = user_inputs(model, g, label_in)
+        data = to_heterodata(g, x, label_in)
+        if stack is not None:
+            data["user"].stack_in = torch.from_numpy(stack)
         if ops is not None:
             set_operators(data, ops.result())
     return data
