@@ -124,7 +124,10 @@ def fit_predict_lgbm(
     (``sample_trials``), the best on validation AP kept; scores for ``test``."""
     import lightgbm as lgb
 
-    dtrain = lgb.Dataset(x[fit], y[fit], free_raw_data=False)
+    # one binned dataset for every trial: no pre-filtering by the first trial's
+    # min_data_in_leaf
+    dtrain = lgb.Dataset(x[fit], y[fit], free_raw_data=False,
+                         params={"feature_pre_filter": False})
     dval = lgb.Dataset(x[val], y[val], reference=dtrain)
     best: tuple[float, Any, dict[str, Any], int] | None = None
     record = []
