@@ -185,11 +185,11 @@ def matched_aggregates(g: GraphArrays, label_in: np.ndarray, tree_logit: np.ndar
             np.bincount(u, weights=np.nan_to_num(t_mean), minlength=n)
             / np.maximum(np.bincount(u, weights=has.astype(np.float64), minlength=n), 1),
             per_user_max(u[has], t_mean[has], np.nan),
-            np.log1p(-per_user_max(u[has], -others[has], -np.inf)),
+            np.log1p(-per_user_max(u[has], -others[has], np.nan)),
         ]
         names += [f"{rt}_nbr_fraud", f"{rt}_nbr_legit", f"{rt}_max_fraud_share",
                   f"{rt}_nbr_mean_tree", f"{rt}_nbr_max_tree", f"{rt}_min_other_holders"]
-        if rt == "PAID" and len(g.paid_user):
+        if rt == "PAID":
             at_small = _payments_at_kept_merchants(g, n)
             cols.append(at_small / np.maximum(np.bincount(g.paid_user, minlength=n), 1))
             names.append("PAID_share_at_small_merchants")

@@ -5,9 +5,9 @@ The three scores, each a calibrated probability (Platt scaling on validation use
 * ``fraud_risk``: that the account is fraudulent, from everything the model sees;
 * ``own_risk``: the same question answered from the user's own features only;
 * ``relational_risk``: the same question answered from the user's links only: the
-  users it shares a (non-hub) device, phone, card or IP with, and the users it referred
-  or transferred to or from, with their features and known labels. Nothing of the user
-  itself enters it (features, label, or a path back to it).
+  users it shares a (non-hub) device, phone, card, IP or small merchant with, and the
+  users it referred or transferred to or from, with their features and known labels.
+  Nothing of the user itself enters it (features, label, or a path back to it).
 
 While scoring, every label known in the store is visible as neighbour evidence. Both
 paths run ``score_arrays`` on arrays built by the same functions (gnn.tensors), with the
