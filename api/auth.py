@@ -30,6 +30,7 @@ ACCESS: Mapping[str, frozenset[str]] = {
     "Query.rings": STAFF,
     "Query.ring": STAFF,
     "Query.merchant": STAFF,
+    "Merchant.risk": STAFF,
     "Query.device": STAFF,
     "Query.product": EVERYONE,
     "User.profile": EVERYONE,  # PII masked for the limit engine

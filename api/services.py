@@ -133,6 +133,12 @@ def rescore_user(store: GraphStore, settings: Settings, user_id: str) -> Any:
     return gnn_service.rescore_user(store, settings, user_id)
 
 
+def merchant_risk(store: GraphStore, merchant_id: str, *, top_k: int) -> Any:
+    from gnn.merchants import merchant_risk as risk
+
+    return risk(store, merchant_id, top=top_k)
+
+
 def explain_user(store: GraphStore, settings: Settings, user_id: str, *, top_k: int) -> Any:
     from api import gnn_service
 

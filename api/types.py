@@ -153,6 +153,37 @@ class Merchant:
         return cls(id=strawberry.ID(n.id), name=p.get("name"),  # type: ignore[arg-type]
                    category=p.get("category"), city=p.get("city"))  # type: ignore[arg-type]
 
+    @strawberry.field(permission_classes=allowed("Merchant.risk"),
+                      description="The payers' fraud risk weighted by what they paid here "
+                                  "(gnn.merchants), and the riskiest payers.")
+    async def risk(self, info: Info, top_k: int = 5) -> MerchantRisk:
+        if not 1 <= top_k <= 50:
+            raise BadInputError("topK must be between 1 and 50")
+        ctx = ctx_of(info)
+        r = await ctx.run(services.merchant_risk, ctx.store, str(self.id), top_k=top_k)
+        return MerchantRisk(risk=r.risk, payers=r.payers, scored_payers=r.scored_payers,
+                            model_version=r.model_version, top_payers=[
+                                MerchantPayer(user_id=strawberry.ID(p.user_id),
+                                              fraud_risk=p.fraud_risk, amount=p.amount,
+                                              payments=p.payments) for p in r.top_payers])
+
+
+@strawberry.type
+class MerchantPayer:
+    user_id: strawberry.ID
+    fraud_risk: float
+    amount: float
+    payments: int
+
+
+@strawberry.type
+class MerchantRisk:
+    risk: float | None
+    payers: int
+    scored_payers: int
+    model_version: str | None
+    top_payers: list[MerchantPayer]
+
 
 @strawberry.type
 class Holding:

@@ -30,6 +30,7 @@ LOG_PROPS = frozenset({"income", "monthly_spend", "monthly_txns", "obligations",
 LIFECYCLES: tuple[str, ...] = ("new", "active", "dormant")
 USER_EXPORT_PROPS: tuple[str, ...] = (
     *NUMERIC_USER_PROPS, "repayment_history", "lifecycle", "signup_ts", "is_fraud", "fraud_ts",
+    "fraud_kind",  # ground truth for evaluation by kind; never a feature
 )
 PAID_EXPORT_PROPS: tuple[str, ...] = ("amount", "ts", "channel")
 MAX_CHANNELS = 8
@@ -123,9 +124,10 @@ def repayment_features(history: np.ndarray) -> np.ndarray:
 def payment_features(
     n_users: int, user_idx: np.ndarray, amount: np.ndarray, ts: np.ndarray,
     channel: np.ndarray, reference_ms: float, channels: list[str],
+    merchant: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per user from its payments: count, log total, mean and max log amount, days
-    since the last payment, and the share of each channel."""
+    since the last payment, the share of each channel, then ``trajectory_features``."""
     cnt = np.bincount(user_idx, minlength=n_users).astype(np.float64)
     la = np.log1p(np.nan_to_num(np.maximum(amount, 0.0)))
     tot = np.bincount(user_idx, weights=np.nan_to_num(np.maximum(amount, 0.0)),
@@ -144,7 +146,67 @@ def payment_features(
     for ch in channels:
         w = np.asarray(np.asarray(channel, dtype=object) == ch, dtype=np.float64)
         cols.append(np.bincount(user_idx, weights=w, minlength=n_users) / np.maximum(cnt, 1))
-    return np.stack(cols, axis=1)
+    return np.hstack([np.stack(cols, axis=1),
+                      trajectory_features(n_users, user_idx, amount, ts, merchant)])
+
+
+TRAJECTORY_NAMES = ("paid_ramp_30d", "paid_max_per_day", "paid_night_share",
+                    "paid_sd_log_amount", "paid_merchants", "paid_top_merchant_share")
+
+
+def trajectory_features(n_users: int, user_idx: np.ndarray, amount: np.ndarray,
+                        ts: np.ndarray, merchant: np.ndarray | None) -> np.ndarray:
+    """How a user's spending moves over time, per user: the ramp (log spend in the 30
+    days up to its last payment against its earlier monthly average), the burst (most
+    payments in one day), the night-time share (00:00-05:59 of the timestamp's clock),
+    the spread of log amounts, and how spend concentrates on merchants (distinct
+    merchants, the top merchant's share of payments). NaN for users without payments."""
+    n = n_users
+    amt = np.nan_to_num(np.maximum(np.asarray(amount, np.float64), 0.0))
+    t = np.asarray(ts, np.float64)
+    ok = np.isfinite(t)
+    cnt = np.bincount(user_idx, minlength=n).astype(np.float64)
+    out = np.full((n, len(TRAJECTORY_NAMES)), np.nan)
+    if len(user_idx) == 0:
+        return out
+    tt = np.where(ok, t, -np.inf)
+    last = np.full(n, -np.inf)
+    np.maximum.at(last, user_idx, tt)
+    first = np.full(n, np.inf)
+    np.minimum.at(first, user_idx, np.where(ok, t, np.inf))
+    recent = tt >= last[user_idx] - 30 * DAY_MS
+    spend_recent = np.bincount(user_idx, weights=amt * recent, minlength=n)
+    spend_before = np.bincount(user_idx, weights=amt * ~recent, minlength=n)
+    months_before = np.maximum((last - 30 * DAY_MS - first) / (30 * DAY_MS), 1.0)
+    ramp = np.log1p(spend_recent) - np.log1p(spend_before / months_before)
+    day = np.where(ok, np.floor(t / DAY_MS), -1).astype(np.int64)
+    key = user_idx.astype(np.int64) * (int(day.max()) + 2) + (day + 1)
+    _, inv, per_day = np.unique(key, return_inverse=True, return_counts=True)
+    burst = np.zeros(n)
+    np.maximum.at(burst, user_idx, per_day[inv.reshape(-1)])
+    hour = np.where(ok, (t % DAY_MS) / 3_600_000, 12)
+    night = np.bincount(user_idx, weights=(hour < 6).astype(np.float64), minlength=n)
+    la = np.log1p(amt)
+    m1 = np.bincount(user_idx, weights=la, minlength=n) / np.maximum(cnt, 1)
+    m2 = np.bincount(user_idx, weights=la * la, minlength=n) / np.maximum(cnt, 1)
+    sd = np.sqrt(np.maximum(m2 - m1 * m1, 0))
+    cols = [ramp, burst, night / np.maximum(cnt, 1), sd]
+    if merchant is not None and len(merchant):
+        import pandas as pd
+
+        codes = np.maximum(pd.factorize(np.asarray(merchant, dtype=object))[0], 0)
+        pk = user_idx.astype(np.int64) * (int(codes.max()) + 1) + codes
+        pu, per_pair = np.unique(pk, return_counts=True)
+        owner = pu // (int(codes.max()) + 1)
+        distinct = np.bincount(owner, minlength=n).astype(np.float64)
+        top = np.zeros(n)
+        np.maximum.at(top, owner, per_pair)
+        cols += [distinct, top / np.maximum(cnt, 1)]
+    else:
+        cols += [np.full(n, np.nan), np.full(n, np.nan)]
+    out[:] = np.stack(cols, axis=1)
+    out[cnt == 0] = np.nan
+    return out
 
 
 def raw_user_matrix(
@@ -172,7 +234,8 @@ def raw_user_matrix(
     names.append("log_account_age_days")
     cols += list(payments.T)
     names += ["paid_n", "paid_log_total", "paid_mean_log_amount", "paid_max_log_amount",
-              "paid_days_since_last", *[f"paid_share_{c}" for c in channels]]
+              "paid_days_since_last", *[f"paid_share_{c}" for c in channels],
+              *TRAJECTORY_NAMES]
     return np.stack(cols, axis=1) if n else np.zeros((0, len(names))), names
 
 

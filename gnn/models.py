@@ -51,8 +51,14 @@ class RelationalRiskGNN(nn.Module):
         direct_rels: list[str],
         hidden_channels: int = 64,
         dropout: float = 0.1,
+        stack_channels: int = 0,
+        fraud_from_stack: bool = False,
     ) -> None:
         super().__init__()
+        self.stack_channels = stack_channels
+        # the shipped fraud score may be the stacked trees' own logit (chosen on
+        # validation, gnn.train): then the fraud head is that input column
+        self.fraud_from_stack = fraud_from_stack
         self.in_channels = in_channels
         self.item_rels = list(item_rels)
         self.direct_rels = list(direct_rels)
@@ -67,7 +73,10 @@ class RelationalRiskGNN(nn.Module):
         self.rel_mlp = _mlp(max(n_rel, 1) * h, h, h, dropout)
         self.own_head = nn.Linear(h, 1)
         self.rel_head = nn.Linear(h, 1)
-        self.fraud_head = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Linear(h, 1))
+        self.fraud_head = nn.Sequential(nn.Linear(2 * h + stack_channels, h), nn.ReLU(),
+                                        nn.Linear(h, 1))
+        # a direct path for the stacked logit, so that the head starts from it
+        self.stack_skip = nn.Linear(stack_channels, 1) if stack_channels else None
 
     def reset_parameters(self) -> None:
         for m in self.modules():
@@ -106,14 +115,28 @@ class RelationalRiskGNN(nn.Module):
             return h.new_zeros(rows, self.hidden_channels)
         return torch.cat(parts, dim=1)
 
-    def _heads(self, z_own: Tensor, z_rel: Tensor) -> dict[str, Tensor]:
+    def _heads(self, z_own: Tensor, z_rel: Tensor, stack: Tensor | None = None
+               ) -> dict[str, Tensor]:
+        if self.stack_channels and stack is not None:
+            fraud = self.fraud_head(torch.cat([z_own, z_rel, stack], dim=1)).squeeze(-1)
+            assert self.stack_skip is not None
+            fraud = fraud + self.stack_skip(stack).squeeze(-1)
+            if self.fraud_from_stack:
+                fraud = stack[:, 0]
+        else:
+            fraud = self.fraud_head(torch.cat([z_own, z_rel], dim=1)).squeeze(-1)
         return {
             "own": self.own_head(z_own).squeeze(-1),
             "relational": self.rel_head(z_rel).squeeze(-1),
-            "fraud": self.fraud_head(torch.cat([z_own, z_rel], dim=1)).squeeze(-1),
+            "fraud": fraud,
             "z_own": z_own,
             "z_rel": z_rel,
         }
+
+    @staticmethod
+    def _stack(data: Any, start: int | None = None, end: int | None = None) -> Tensor | None:
+        s = getattr(data["user"], "stack_in", None)
+        return None if s is None or start is None else s[start:end]
 
     def forward(self, data: Any, keep: dict[str, Tensor] | None = None,
                 target: int | None = None) -> dict[str, Tensor]:
@@ -123,7 +146,9 @@ class RelationalRiskGNN(nn.Module):
         h = self.phi(torch.cat([x, data["user"].label_in], dim=1))
         z_own = self.own(x if target is None else x[target : target + 1])
         z_rel = self.rel_mlp(self.relational_input(data, h, keep, target))
-        return self._heads(z_own, z_rel)
+        stack = self._stack(data, 0 if target is None else target,
+                            None if target is None else target + 1)
+        return self._heads(z_own, z_rel, stack)
 
     def predict(self, data: Any, block_rows: int = 8192) -> dict[str, Tensor]:
         """The three heads' logits for every user, as ``forward`` computes them (see
@@ -153,7 +178,7 @@ class RelationalRiskGNN(nn.Module):
             block_ops = {g: {r: (_rows(m, s, e), _rows(o, s, e), c[s:e])
                              for r, (m, o, c) in rels.items()} for g, rels in ops.items()}
             z_rel = self.rel_mlp(self._messages(block_ops, h, None, torch.sparse.mm, e - s))
-            heads = self._heads(self.own(x[s:e]), z_rel)
+            heads = self._heads(self.own(x[s:e]), z_rel, self._stack(data, s, e))
             yield s, e, {k: heads[k] for k in ("own", "relational", "fraud")}
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from gnn import registry
 from gnn.errors import GnnError, NotEnoughLabelsError
-from gnn.metrics import binary_metrics
 from gnn.tensors import export_graph
 from graph.store import GraphStore
 
@@ -39,7 +38,7 @@ def train_users(store: GraphStore, models_dir: Path, split: str = "random", seed
     model.metrics["training"]["export_seconds"] = round(export_s, 2)
     model.metrics["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
     version = registry.save(model, models_dir, registry.fingerprint(full))
-    return version, model.metrics
+    return version, {k: v for k, v in model.metrics.items() if k != "baseline_test_scores"}
 
 
 def train_transactions(store: GraphStore, models_dir: Path, split: str = "random",
@@ -97,35 +96,22 @@ def evaluate(store: GraphStore, models_dir: Path, version: str | None = None,
     """Re-score the model's test users from the store (training users' labels visible,
     as when it was trained), report its metrics beside the baselines of its training
     run, and draw ROC, precision-recall and histogram PNGs."""
-    from gnn.features import encode
     from gnn.plots import write_plots
-    from gnn.tensors import to_heterodata
-    from gnn.train import HEADS, calibrated, label_input, logits, raw_features, with_tree
+    from gnn.train import compare, evaluation_scores
 
     name, model = registry.load(models_dir, version)
     g = export_graph(store, max_item_users=model.config.max_item_users)
     index = g.index_of()
     test = np.array([index[u] for u in model.split.get("test", []) if u in index], np.int64)
-    train = [index[u] for u in model.split.get("fit", []) + model.split.get("val", [])
-             if u in index]
     if len(test) == 0:
         raise GnnError(f"none of model {name}'s test users are in the store; "
                        "evaluate against the data it was trained on")
-    visible = np.zeros(g.n_users, bool)
-    visible[train] = True
-    raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
-    if model.tree is not None:
-        raw, names = with_tree(raw, names, model.tree.logit(raw))
-    data = to_heterodata(g, encode(raw, model.spec), label_input(g.labels(), visible))
-    lg = logits(model.net, data)
     y = g.labels()[test].astype(int)
-    probs = {h: calibrated(lg[h][test], model.calibration[h]) for h in HEADS}
-    result = {
-        "version": name,
-        "model": binary_metrics(y, probs["fraud"]),
-        "heads": {h: binary_metrics(y, probs[h]) for h in ("relational", "own")},
-        "baselines": model.metrics.get("baselines", {}),
-    }
+    probs = evaluation_scores(model, g, test)
+    result: dict[str, Any] = {"version": name, **compare(model, g, test, probs)}
+    for k in ("tuning", "selection"):
+        if k in model.metrics:
+            result[k] = model.metrics[k]
     out_dir = plots_dir or (registry.resolve(models_dir, name) / "plots")
     result["plots"] = [str(p) for p in write_plots(
         y, {"fraud_risk": probs["fraud"], "relational_risk": probs["relational"],

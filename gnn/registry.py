@@ -76,6 +76,8 @@ def save(model: UserModel, models_dir: Path, fp: dict[str, Any]) -> str:
     torch.save(model.net.state_dict(), d / "weights.pt")
     if model.tree is not None:
         model.tree.save(d / "own_trees")
+    if model.graph_tree is not None:
+        model.graph_tree.save(d / "graph_trees")
     meta = model.describe() | {"version": version, "created": stamp}
     (d / "model.json").write_text(json.dumps(meta, indent=2))
     (d / "fingerprint.json").write_text(json.dumps(fp, indent=2))
@@ -124,7 +126,8 @@ def load(models_dir: Path, version: str | None = None) -> tuple[str, UserModel]:
     d = resolve(models_dir, version)
     meta = json.loads((d / "model.json").read_text())
     net = RelationalRiskGNN(meta["in_channels"], meta["item_rels"], meta["direct_rels"],
-                            meta["hidden"], meta["dropout"])
+                            meta["hidden"], meta["dropout"], meta.get("stack_channels", 0),
+                            meta.get("fraud_from_stack", False))
     net.load_state_dict(torch.load(d / "weights.pt", weights_only=True))
     net.eval()
     model = UserModel(
@@ -135,5 +138,6 @@ def load(models_dir: Path, version: str | None = None) -> tuple[str, UserModel]:
         OwnTreeScorer.load(d / "own_trees") if (d / "own_trees").is_dir() else None,
         _read(d / "metrics.json"),
         _read(d / "split.json"),
+        OwnTreeScorer.load(d / "graph_trees") if (d / "graph_trees").is_dir() else None,
     )
     return d.name, model

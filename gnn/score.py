@@ -5,9 +5,9 @@ The three scores, each a calibrated probability (Platt scaling on validation use
 * ``fraud_risk``: that the account is fraudulent, from everything the model sees;
 * ``own_risk``: the same question answered from the user's own features only;
 * ``relational_risk``: the same question answered from the user's links only: the
-  users it shares a (non-hub) device, phone, card or IP with, and the users it referred
-  or transferred to or from, with their features and known labels. Nothing of the user
-  itself enters it (features, label, or a path back to it).
+  users it shares a (non-hub) device, phone, card, IP or small merchant with, and the
+  users it referred or transferred to or from, with their features and known labels.
+  Nothing of the user itself enters it (features, label, or a path back to it).
 
 While scoring, every label known in the store is visible as neighbour evidence. Both
 paths run ``score_arrays`` on arrays built by the same functions (gnn.tensors), with the
@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnn.features import encode
 from gnn.models import Operators, build_operators, set_operators
 from gnn.tensors import GraphArrays, neighbourhood_graph, to_heterodata
-from gnn.train import UserModel, calibrated, label_input, raw_features, with_tree
+from gnn.train import UserModel, calibrated, label_input, user_inputs
 from graph.store import GraphStore
 
 SCORE_NAMES = {"fraud": "fraud_risk", "relational": "relational_risk", "own": "own_risk"}
@@ -44,11 +43,12 @@ def prepare(model: UserModel, g: GraphArrays, operators: bool = False) -> Any:
     1M users, 4.7 s side by side."""
     with ThreadPoolExecutor(1) if operators else nullcontext() as pool:
         ops = pool.submit(graph_operators, g) if pool is not None else None
-        raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
-        if model.tree is not None:
-            raw, names = with_tree(raw, names, model.tree.logit(raw))
         y = g.labels()
-        data = to_heterodata(g, encode(raw, model.spec), label_input(y, np.isfinite(y)))
+        label_in = label_input(y, np.isfinite(y))
+        x, stack = user_inputs(model, g, label_in)
+        data = to_heterodata(g, x, label_in)
+        if stack is not None:
+            data["user"].stack_in = torch.from_numpy(stack)
         if ops is not None:
             set_operators(data, ops.result())
     return data

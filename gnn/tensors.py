@@ -5,8 +5,10 @@ The user graph keeps every relationship that ties accounts together
 ``USER_USER_RELS`` directly). An item held by more than ``max_item_users`` users is a
 hub and is left out, as ``graph.queries`` does: sharing a café's IP says little, and it
 keeps one user's receptive field small enough to score on demand. Payments (PAID) are
-not message-passing edges (a merchant can have 100k payers); they are aggregated into
-each user's own features.
+both: aggregated into each payer's own features (amounts, channels, time), and, through
+merchants with at most ``MAX_MERCHANT_PAYERS`` distinct payers, a shared item like a
+device (``item_edges["PAID"]``): buying from the same small shop ties users together,
+buying at a supermarket with 100k customers does not.
 
 The same code builds the tensors for the whole graph (``export_graph``) and for one
 user's neighbourhood (``neighbourhood_graph``), which is why the two give equal scores.
@@ -36,6 +38,7 @@ EDGE_TIME: dict[str, str | None] = {
     "REFERRED": "ts", "TRANSFERRED": "ts",
 }
 MAX_LINKS_PER_USER = 100_000
+MAX_MERCHANT_PAYERS = 100  # a merchant with more distinct payers is a hub (see above)
 COLUMNAR_MIN_USERS = 50_000  # see _columnar
 
 
@@ -205,7 +208,7 @@ def _payments(chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np
     """User index per payment and the payment columns, payments of unknown users and
     (with ``as_of_ms``) later ones left out; in the store's order."""
     users: list[np.ndarray] = []
-    cols: dict[str, list[np.ndarray]] = {p: [] for p in PAID_EXPORT_PROPS}
+    cols: dict[str, list[np.ndarray]] = {p: [] for p in (*PAID_EXPORT_PROPS, "merchant")}
     for chunk in chunks:
         c = _kept(chunk, "ts", as_of_ms)
         u = index(c["src"])
@@ -213,7 +216,8 @@ def _payments(chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np
         users.append(u[ok])
         for p in PAID_EXPORT_PROPS:
             cols[p].append(c[p][ok])
-    kinds = {"amount": np.float64, "ts": np.float64, "channel": object}
+        cols["merchant"].append(np.asarray(c["dst"], dtype=object)[ok])
+    kinds = {"amount": np.float64, "ts": np.float64, "channel": object, "merchant": object}
     return _cat(users, np.int64), {p: _cat(v, kinds[p]) for p, v in cols.items()}
 
 
@@ -252,7 +256,7 @@ class _Table:
     @property
     def columns(self) -> list[str]:
         if self.rel_type == "PAID":
-            return ["src", *PAID_EXPORT_PROPS]
+            return ["src", "dst", *PAID_EXPORT_PROPS]
         return ["src", "dst", *([self.tprop] if self.tprop else [])]
 
     def part(self, chunks: Iterable[dict[str, Any]], index: Callable[[np.ndarray], np.ndarray],
@@ -432,6 +436,7 @@ def export_graph(
         g.item_ids[rt] = names
     for rt in USER_USER_RELS:
         g.direct_edges[rt] = parts[rt]
+    add_merchant_links(g)
     times = [np.asarray(users["signup_ts"], np.float64), paid_cols["ts"]]
     finite = [t[np.isfinite(t)] for t in times]
     allt = np.concatenate(finite) if finite else np.zeros(0)
@@ -439,6 +444,37 @@ def export_graph(
     if as_of_ms is not None:
         g.max_time_ms = float(as_of_ms)
     return g
+
+
+def add_merchant_links(g: GraphArrays) -> None:
+    """``item_edges["PAID"]``: distinct (payer, merchant) pairs of the payments, merchants
+    with more than MAX_MERCHANT_PAYERS distinct payers left out."""
+    import pandas as pd
+
+    # a hash table, not a sort of 4.5M strings at 1M users
+    codes, names = pd.factorize(np.asarray(g.paid["merchant"], dtype=object), sort=True)
+    ok = codes >= 0
+    uu, ii, used = _item_pairs(g.paid_user[ok], codes[ok].astype(np.int64), len(names),
+                               MAX_MERCHANT_PAYERS)
+    g.item_edges["PAID"] = (uu, ii)
+    g.item_ids["PAID"] = np.asarray(names, dtype=str)[used]
+
+
+def _merchant_payers(store: GraphStore, merchants: list[str]) -> dict[str, set[str]]:
+    """The distinct payers of each merchant that has at most MAX_MERCHANT_PAYERS.
+    Reads a few payments per payer first; a merchant whose first rows already name more
+    payers is a hub; one whose rows ran out is complete; only the rest are read whole."""
+    first = 4 * (MAX_MERCHANT_PAYERS + 1)
+    payers: dict[str, set[str]] = defaultdict(set)
+    rows: dict[str, int] = defaultdict(int)
+    for a in store.adjacent("Merchant", merchants, ["PAID"], "in", first):
+        payers[a.node_id].add(a.other_id)
+        rows[a.node_id] += 1
+    unsure = [m for m in merchants
+              if rows[m] >= first and len(payers[m]) <= MAX_MERCHANT_PAYERS]
+    for a in store.adjacent("Merchant", unsure, ["PAID"], "in", MAX_LINKS_PER_USER):
+        payers[a.node_id].add(a.other_id)
+    return {m: payers[m] for m in merchants if len(payers[m]) <= MAX_MERCHANT_PAYERS}
 
 
 def _user_columns(store: GraphStore, ids: list[str]) -> dict[str, np.ndarray]:
@@ -461,7 +497,8 @@ def neighbourhood_graph(
     store: GraphStore, user_id: str, max_item_users: int = DEFAULT_MAX_ITEM_USERS
 ) -> GraphArrays:
     """The part of the graph one user's score depends on: the user, every non-hub item
-    it holds with all of that item's holders, and its direct neighbours. User 0 is the
+    it holds with all of that item's holders, every non-hub merchant it paid with all
+    of that merchant's payers, and its direct neighbours. User 0 is the
     target; the others follow in ascending id order."""
     from graph.errors import NotFoundError
 
@@ -485,6 +522,11 @@ def neighbourhood_graph(
             pairs += [(h, item) for h in hs]
             others |= hs
         item_pairs[rt] = pairs
+    shops = sorted({a.other_id for a in store.adjacent("User", [user_id], ["PAID"], "out",
+                                                        MAX_LINKS_PER_USER)})
+    shop_payers = _merchant_payers(store, shops)
+    for hs in shop_payers.values():
+        others |= hs
     direct: dict[str, list[str]] = defaultdict(list)
     for a in store.adjacent("User", [user_id], list(USER_USER_RELS), "both", MAX_LINKS_PER_USER):
         if a.other_id != user_id:
@@ -500,6 +542,7 @@ def neighbourhood_graph(
         "amount": np.array([r.properties.get("amount", np.nan) for r in rels], np.float64),
         "ts": np.array([r.properties.get("ts", np.nan) for r in rels], np.float64),
         "channel": np.array([r.properties.get("channel") for r in rels], dtype=object),
+        "merchant": np.array([r.dst for r in rels], dtype=object),
     }
     g = GraphArrays(ids, users, paid_user, paid)
     for rt in SHARED_ITEM_RELS:
@@ -512,6 +555,14 @@ def neighbourhood_graph(
     for rt in USER_USER_RELS:
         v = np.array([index[o] for o in direct.get(rt, [])], dtype=np.int64)
         g.direct_edges[rt] = _direct_links(np.zeros(len(v), np.int64), v)
+    # the user's own non-hub merchants only: a neighbour's merchant seen through a few
+    # payers here may be a hub
+    payer_merchant = [(index[h], m) for m, hs in shop_payers.items() for h in hs]
+    uu, ii, names = _item_links(np.array([a for a, _ in payer_merchant], dtype=np.int64),
+                                np.array([m for _, m in payer_merchant], dtype=object),
+                                MAX_MERCHANT_PAYERS)
+    g.item_edges["PAID"] = (uu, ii)
+    g.item_ids["PAID"] = names
     return g
 
 

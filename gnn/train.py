@@ -16,14 +16,19 @@ user's own label never reaches its own inputs (see gnn.models).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from gnn.baselines import fit_predict_lgbm, graph_aggregates
-from gnn.boost import OwnTreeScorer, fit_out_of_fold
+from gnn.baselines import (
+    fit_predict_lgbm,
+    graph_aggregates,
+    matched_aggregates,
+    sample_trials,
+)
+from gnn.boost import OwnTreeScorer, fit_folds
 from gnn.errors import NotEnoughLabelsError
 from gnn.features import (
     FeatureSpec,
@@ -33,7 +38,7 @@ from gnn.features import (
     payment_features,
     raw_user_matrix,
 )
-from gnn.metrics import binary_metrics
+from gnn.metrics import binary_metrics, by_kind, paired_bootstrap_ap_diff
 from gnn.models import RelationalRiskGNN
 from gnn.tensors import GraphArrays, to_heterodata
 
@@ -58,6 +63,16 @@ class TrainConfig:
     # torch threads. On the shared 2-core machine two OpenMP threads ran 4-8x slower
     # than one whenever the other core was busy, so one is the default.
     threads: int = 1
+    # the tuning budget of every model (LightGBM baselines, the trees feeding the
+    # network, the network): this many seeded settings, the best on validation AP
+    trials: int = 3
+
+
+# The network's search space; trial 0 is the TrainConfig defaults.
+GNN_SPACE: dict[str, list[Any]] = {
+    "hidden": [32, 64], "lr": [0.005, 0.01, 0.02], "weight_decay": [0.0, 1e-4, 1e-3],
+    "relation_dropout": [0.3, 0.5],
+}
 
 
 @dataclass
@@ -71,6 +86,9 @@ class UserModel:
     tree: OwnTreeScorer | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     split: dict[str, list[str]] = field(default_factory=dict)
+    # fold trees on own features and every graph signal (gnn.baselines), whose logit
+    # is an input of the fraud head
+    graph_tree: OwnTreeScorer | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -79,6 +97,8 @@ class UserModel:
             "direct_rels": self.net.direct_rels,
             "hidden": self.net.hidden_channels,
             "dropout": self.net.dropout,
+            "stack_channels": self.net.stack_channels,
+            "fraud_from_stack": self.net.fraud_from_stack,
             "calibration": {k: list(v) for k, v in self.calibration.items()},
             "config": asdict(self.config),
             "spec": self.spec.to_dict(),
@@ -106,7 +126,7 @@ TREE_COLUMN = "own_tree_logit"
 def raw_features(g: GraphArrays, reference_ms: float, channels: list[str]
                  ) -> tuple[np.ndarray, list[str]]:
     pay = payment_features(g.n_users, g.paid_user, g.paid["amount"], g.paid["ts"],
-                           g.paid["channel"], reference_ms, channels)
+                           g.paid["channel"], reference_ms, channels, g.paid.get("merchant"))
     return raw_user_matrix(g.users, pay, reference_ms, channels)
 
 
@@ -165,8 +185,9 @@ def fit_network(data: Any, y: np.ndarray, fit: np.ndarray, val: np.ndarray, cfg:
     """Full-batch training with a positive-class weight and early stopping on the
     validation loss."""
     seed_everything(cfg.seed, cfg.threads)
+    stack = getattr(data["user"], "stack_in", None)
     net = RelationalRiskGNN(data["user"].x.size(1), item_rels, direct_rels, cfg.hidden,
-                            cfg.dropout)
+                            cfg.dropout, 0 if stack is None else int(stack.size(1)))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     yt = torch.from_numpy(y[fit].astype(np.float32))
     fit_t = torch.from_numpy(fit)
@@ -288,55 +309,164 @@ def train_user_model(
     lab_tr = label_input(y_train, visible)
     lab_te = lab_tr
 
-    # baselines first: lgbm_own also fixes how many rounds the own-feature trees get
-    agg_tr, agg_names = graph_aggregates(train_g, raw_tr, names, lab_tr)
-    agg_te = graph_aggregates(full, raw_te, names, lab_te)[0] if cut is not None else agg_tr
+    ids_all = full.user_ids
     base: dict[str, Any] = {}
-    rounds = 100
-    for name, x_tr, x_te in (
-        ("lgbm_own", raw_tr, raw_te),
-        ("lgbm_graph", np.hstack([raw_tr, agg_tr]), np.hstack([raw_te, agg_te])),
-    ):
+    tuning: dict[str, Any] = {}
+    test_pred: dict[str, np.ndarray] = {}
+
+    def baseline(name: str, x_tr: np.ndarray, x_te: np.ndarray) -> Any:
         x = x_tr.copy()
         x[test] = x_te[test]
-        p, best_iter = fit_predict_lgbm(x, y_fit, fit, val, test, cfg.seed)
-        base[name] = binary_metrics(y_full[test], p)
-        if name == "lgbm_own":
-            rounds = best_iter
+        tf = fit_predict_lgbm(x, y_fit, fit, val, test, cfg.seed, cfg.trials)
+        base[name] = binary_metrics(y_full[test], tf.pred)
+        tuning[name] = tf.tuning
+        test_pred[name] = tf.pred
+        return tf
+
+    # own features; the fold trees feeding the network take its rounds and settings
+    own = baseline("lgbm_own", raw_tr, raw_te)
+    tree, tree_logit = fit_folds(raw_tr, y_fit, train_rows, ids_all, own.rounds, cfg.seed,
+                                 params=own.params)
+    tree_te = tree.logit(raw_te, ids_all) if cut is not None else tree_logit
+    agg_tr, agg_names = graph_aggregates(train_g, raw_tr, names, lab_tr)
+    mat_tr, mat_names = matched_aggregates(train_g, lab_tr, tree_logit)
+    if cut is not None:
+        agg_te = graph_aggregates(full, raw_te, names, lab_te)[0]
+        mat_te = matched_aggregates(full, lab_te, tree_te)[0]
+    else:
+        agg_te, mat_te = agg_tr, mat_tr
+    baseline("lgbm_graph", np.hstack([raw_tr, agg_tr]), np.hstack([raw_te, agg_te]))
+    matched = baseline("lgbm_matched", np.hstack([raw_tr, agg_tr, mat_tr]),
+                       np.hstack([raw_te, agg_te, mat_te]))
     baseline_seconds = time.perf_counter() - started
 
-    tree, tree_logit = fit_out_of_fold(raw_tr, y_fit, train_rows, rounds, cfg.seed)
+    # GBDT feeding the network: fold trees on everything lgbm_matched sees, their
+    # logit (out-of-fold for training users) an input of the fraud head
+    graph_tree, stack_logit = fit_folds(np.hstack([raw_tr, agg_tr, mat_tr]), y_fit, train_rows,
+                                        ids_all, matched.rounds, cfg.seed, params=matched.params)
     raw_tr_t, names_t = with_tree(raw_tr, names, tree_logit)
     spec = fit_spec(raw_tr_t, names_t, train_rows, train_g.max_time_ms, channels)
     item_rels = list(train_g.item_edges)
     direct_rels = list(train_g.direct_edges)
     data_tr = to_heterodata(train_g, encode(raw_tr_t, spec), lab_tr)
-    net, info = fit_network(data_tr, y_fit, fit, val, cfg, item_rels, direct_rels)
+    data_tr["user"].stack_in = torch.from_numpy(stack_logit.astype(np.float32)[:, None])
+    trials = []
+    best_net: tuple[float, RelationalRiskGNN, dict[str, Any], TrainConfig] | None = None
+    for i, extra in enumerate(sample_trials(GNN_SPACE, cfg.trials, cfg.seed)):
+        tcfg = replace(cfg, **extra)
+        net_i, info_i = fit_network(data_tr, y_fit, fit, val, tcfg, item_rels, direct_rels)
+        trials.append({"trial": i, "params": extra, "val_ap": info_i["val_ap"],
+                       "epochs": info_i["epochs_run"]})
+        if best_net is None or info_i["val_ap"] > best_net[0]:
+            best_net = (info_i["val_ap"], net_i, info_i, tcfg)
+    assert best_net is not None
+    _, net, info, net_cfg = best_net
+    tuning["gnn"] = {"trials": trials, "chosen": int(np.argmax([t["val_ap"] for t in trials]))}
+    # what ships as fraud_risk, chosen on validation AP only: the network's fraud head,
+    # or the stacked trees' logit alone
+    val_ap_trees = _ap(y_fit[val], stack_logit[val])
+    selection = {"gnn_fraud_head": info["val_ap"], "graph_trees": val_ap_trees}
+    net.fraud_from_stack = bool(val_ap_trees > info["val_ap"])
+    selection["shipped"] = "graph_trees" if net.fraud_from_stack else "gnn_fraud_head"
     lg_tr = logits(net, data_tr)
     calib = {h: _platt(lg_tr[h][val], y_fit[val]) for h in HEADS}
-    calib["relational"] = _platt(*relational_views(net, data_tr, val, y_fit, cfg))
+    calib["relational"] = _platt(*relational_views(net, data_tr, val, y_fit, net_cfg))
     train_seconds = time.perf_counter() - started
 
-    # test: the full graph (identical to the training graph for a random split)
-    if cut is not None:
-        raw_te_t, _ = with_tree(raw_te, names, tree.logit(raw_te))
-        lg_te = logits(net, to_heterodata(full, encode(raw_te_t, spec), lab_te))
-    else:
-        lg_te = lg_tr
-    y_test = y_full[test]
-    metrics: dict[str, Any] = {
-        "model": binary_metrics(y_test, calibrated(lg_te["fraud"][test], calib["fraud"])),
-        "heads": {h: binary_metrics(y_test, calibrated(lg_te[h][test], calib[h]))
-                  for h in ("relational", "own")},
-        "baselines": base,
-    }
+    spec.reference_ms = full.max_time_ms
+    ids = full.user_ids
+    split = {"fit": ids[fit].tolist(), "val": ids[val].tolist(), "test": ids[test].tolist()}
+    model = UserModel(net, spec, calib, net_cfg, tree, {"training": {"cut_ms": cut}}, split,
+                      graph_tree)
+    model.metrics["baseline_test_scores"] = {k: v.tolist() for k, v in test_pred.items()}
+    # test metrics through the path `evaluate` takes, on the full graph
+    probs = evaluation_scores(model, full, test)
+    metrics: dict[str, Any] = compare(model, full, test, probs)
+    metrics["tuning"] = tuning
+    metrics["selection"] = selection
+    metrics["baseline_test_scores"] = model.metrics["baseline_test_scores"]
     metrics["training"] = {
         **info, "seconds": round(train_seconds, 2),
         "baseline_seconds": round(baseline_seconds, 2), "users": full.n_users,
         "fit": len(fit), "val": len(val), "test": len(test), "split": cfg.split,
-        "cut_ms": cut, "tree_rounds": rounds, "graph_aggregate_features": agg_names,
+        "cut_ms": cut, "tree_rounds": own.rounds, "graph_aggregate_features": agg_names,
+        "matched_features": mat_names,
     }
-    spec.reference_ms = full.max_time_ms
-    ids = full.user_ids
-    split = {"fit": ids[fit].tolist(), "val": ids[val].tolist(), "test": ids[test].tolist()}
-    return UserModel(net, spec, calib, cfg, tree, metrics, split)
+    model.metrics = metrics
+    return model
+
+
+def evaluation_labels(model: UserModel, g: GraphArrays) -> np.ndarray:
+    """The label input while evaluating: the training users' labels (fit and
+    validation), as training saw them (a fraud known only after a time split's cut is
+    unknown); nobody else's."""
+    index = g.index_of()
+    rows = [index[u] for u in model.split.get("fit", []) + model.split.get("val", [])
+            if u in index]
+    visible = np.zeros(g.n_users, bool)
+    visible[rows] = True
+    y = g.labels()
+    cut = model.metrics.get("training", {}).get("cut_ms")
+    if cut is not None:
+        fts = np.asarray(g.users.get("fraud_ts", np.full(g.n_users, np.nan)), np.float64)
+        y = np.where((y == 1) & (fts >= cut), np.nan, y)
+    return label_input(y, visible)
+
+
+def model_input(model: UserModel, g: GraphArrays, label_in: np.ndarray) -> Any:
+    """The network's input for ``g``: own features with the fold trees' logit, encoded
+    with the saved spec, and ``label_in``. The one feature path of training,
+    evaluation and scoring."""
+    x, stack = user_inputs(model, g, label_in)
+    data = to_heterodata(g, x, label_in)
+    if stack is not None:
+        data["user"].stack_in = torch.from_numpy(stack)
+    return data
+
+
+def user_inputs(model: UserModel, g: GraphArrays, label_in: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The encoded own features (with the own trees' logit) and, for a model with
+    graph trees, their logit on own features and graph aggregates (n x 1)."""
+    raw, names = raw_features(g, model.spec.reference_ms, model.spec.channels)
+    raw_t = raw
+    if model.tree is not None:
+        tree_logit = model.tree.logit(raw, g.user_ids)
+        raw_t, names = with_tree(raw, names, tree_logit)
+    stack = None
+    if model.graph_tree is not None and model.tree is not None:
+        agg = graph_aggregates(g, raw, names[: raw.shape[1]], label_in)[0]
+        mat = matched_aggregates(g, label_in, tree_logit)[0]
+        stack = model.graph_tree.logit(np.hstack([raw, agg, mat]), g.user_ids)
+        stack = stack.astype(np.float32)[:, None]
+    return encode(raw_t, model.spec), stack
+
+
+def evaluation_scores(model: UserModel, g: GraphArrays, rows: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """Calibrated probabilities of the three heads for ``rows`` of ``g``, with the
+    labels visible while evaluating (``evaluation_labels``)."""
+    lg = logits(model.net, model_input(model, g, evaluation_labels(model, g)))
+    return {h: calibrated(lg[h][rows], model.calibration[h]) for h in HEADS}
+
+
+def compare(model: UserModel, g: GraphArrays, test: np.ndarray,
+            probs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Test metrics of the model's heads beside the baselines of its training run (their
+    saved test scores): overall, by fraud kind when users carry ``fraud_kind``, and the
+    paired-bootstrap interval of the model's AP minus each baseline's."""
+    y = g.labels()[test].astype(int)
+    saved = model.metrics.get("baseline_test_scores", {})
+    out: dict[str, Any] = {
+        "model": binary_metrics(y, probs["fraud"]),
+        "heads": {h: binary_metrics(y, probs[h]) for h in ("relational", "own")},
+        "baselines": {k: binary_metrics(y, np.asarray(v)) for k, v in saved.items()},
+    }
+    out["ap_diff_ci"] = {k: paired_bootstrap_ap_diff(y, probs["fraud"], np.asarray(v),
+                                                     seed=model.config.seed)
+                         for k, v in saved.items()}
+    kinds = g.users.get("fraud_kind")
+    if kinds is not None and any(isinstance(k, str) and k for k in kinds[test].tolist()):
+        scores = {"model": probs["fraud"], **{k: np.asarray(v) for k, v in saved.items()}}
+        out["by_kind"] = by_kind(kinds[test], scores)
+    return out

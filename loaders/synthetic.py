@@ -19,7 +19,8 @@ What it holds:
   devices, phones and IPs, then a burst of large purchases), ``referral_farm`` (one
   referrer and a burst of thin accounts), ``bust_out`` (a good history, limits ramped up,
   a spending spree, then default) and ``mule_chain`` (money passed along accounts within
-  hours);
+  hours) and ``merchant_cashout`` (users who buy from a few colluding small merchants
+  to turn credit into cash; beside them, small shops with loyal legitimate customers);
 * label noise: ``User.is_fraud`` is the label as known (a few frauds missed, a few
   false alarms); ``fraud_kind`` and ``fraud_ts`` are the ground truth;
 * relational-risk cases: clean users who use one device of a ring, and new users with a
@@ -105,7 +106,7 @@ PRODUCTS = [
     ("insurance", "Health insurance", "insurance"),
 ]
 
-FRAUD_KINDS = ("device_ring", "referral_farm", "bust_out", "mule_chain")
+FRAUD_KINDS = ("device_ring", "referral_farm", "bust_out", "mule_chain", "merchant_cashout")
 
 # Weekly pattern Monday..Sunday and the 2024 shopping peaks (day of year from 0, factor).
 WEEKDAY_FACTOR = np.array([0.90, 0.92, 0.95, 1.00, 1.15, 1.30, 1.20])
@@ -1097,6 +1098,95 @@ def _groups_manifest(u: _Users, chains: list[np.ndarray], dorm: np.ndarray
     }
 
 
+
+# -- merchant cash-out ---------------------------------------------------------------------
+def _pick_cashout(cfg: GeneratorConfig, u: _Users, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Users who cash out through colluding merchants, in groups of 6-30, with the time
+    each group defaults; ``_cashout_payments`` gives them their merchants."""
+    n_cash = max(3, int(0.15 * cfg.fraud_rate * u.n))
+    reg = np.arange(u.n_regular)
+    free = reg[(u.kind[reg] < 0) & (u.signup[reg] < END_MS - 150 * DAY_MS)
+               & (u.last_active[reg] > END_MS - 30 * DAY_MS)]
+    who = rng.choice(free, size=min(n_cash, free.size), replace=False)
+    sizes = _sizes_until(rng, who.size, 6, 31, who.size)
+    group = np.minimum(np.searchsorted(np.cumsum(sizes), np.arange(who.size), side="right"),
+                       sizes.size - 1)
+    fraud_ts = END_MS - rng.uniform(20, 200, sizes.size) * DAY_MS
+    u.kind[who] = FRAUD_KINDS.index("merchant_cashout")
+    u.fraud_ts[who] = fraud_ts[group].astype(np.int64)
+    return who, group
+
+
+def _cashout_payments(u: _Users, m: _Merchants, p: _Payments, holds_bnpl: np.ndarray,
+                      who: np.ndarray, group: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[_Merchants, _Payments, list[dict[str, Any]]]:
+    """The colluding merchants and their payments: each group buys again and again,
+    with BNPL where it can, for large round amounts, from its 1-3 colluding small
+    merchants in the 60 days before it defaults. Noise that looks alike: the colluding
+    merchants also serve a few ordinary customers, and four small shops per group have
+    15-60 loyal legitimate customers who come back often."""
+    sizes = np.bincount(group)
+    n_col = rng.integers(1, 4, size=sizes.size)
+    n_shop = 4 * sizes.size
+    new = int(n_col.sum()) + n_shop
+    cat = rng.choice(len(CATEGORIES), size=new, p=CAT_SHARE)
+    ids = np.arange(m.n, m.n + new)
+    table = pa.concat_tables([m.table, pa.table({
+        "id": _ids("m", ids, 6),
+        "name": pc.binary_join_element_wise(
+            _pick([c.replace("_", " ").title() for c in CAT_NAMES], cat),
+            pc.cast(pa.array(rng.integers(40, 400, new)), pa.string()), " #"),
+        "category": _pick(CAT_NAMES, cat),
+        "city": _pick(CITIES, rng.integers(0, len(CITIES), new)),
+    })])
+    col_of = np.split(ids[: int(n_col.sum())], np.cumsum(n_col)[:-1])
+    shops = ids[int(n_col.sum()):]
+    # colluders: 4-15 purchases each at their group's merchants, in the 60 days before
+    k = rng.integers(4, 16, size=who.size)
+    owner = np.repeat(who, k)
+    g = np.repeat(group, k)
+    merchant = np.array([rng.choice(col_of[x]) for x in g.tolist()], np.int64)
+    ts = np.repeat(u.fraud_ts[who], k) - (rng.random(owner.size) * 60 * DAY_MS).astype(np.int64)
+    mc = cat[merchant - m.n]
+    amount = _round_to(CAT_MEDIAN[mc] * rng.uniform(2, 8, owner.size) + 50, 50)
+    parts = [(owner, merchant, ts, amount, np.ones(owner.size, np.int64))]
+    # ordinary customers of the colluding merchants, and loyal customers of small shops
+    reg = np.arange(u.n_regular)
+    active = reg[(u.kind[reg] < 0) & (u.last_active[reg] > START_MS + 60 * DAY_MS)]
+    for shop, lo, hi, visits in ((ids[: int(n_col.sum())], 2, 9, (1, 4)),
+                                 (shops, 15, 61, (3, 16))):
+        n_cust = rng.integers(lo, hi, size=shop.size)
+        cust = rng.choice(active, size=int(n_cust.sum()))
+        sm = np.repeat(shop, n_cust)
+        kv = rng.integers(visits[0], visits[1], size=cust.size)
+        owner, merchant = np.repeat(cust, kv), np.repeat(sm, kv)
+        lo_d = np.clip(_day_of(u.signup[owner]), 0, DAYS)
+        hi_d = np.clip(_day_of(u.last_active[owner]) + 1, 0, DAYS)
+        ts = _sample_ts(rng, lo_d, np.maximum(hi_d, lo_d + 1))
+        mc = cat[merchant - m.n]
+        amount = np.exp(np.log(CAT_MEDIAN[mc]) + 0.8 * rng.standard_normal(owner.size))
+        parts.append((owner, merchant, ts, amount, np.zeros(owner.size, np.int64)))
+    owner = np.concatenate([p.user, *[x[0] for x in parts]])
+    merchant = np.concatenate([p.merchant, *[x[1] for x in parts]])
+    ts = np.clip(np.concatenate([p.ts, *[x[2] for x in parts]]), START_MS, END_MS - 1)
+    amount = np.round(np.concatenate([p.amount, *[x[3] for x in parts]]), 2)
+    fraud = np.concatenate([p.fraud, *[x[4] for x in parts]])
+    extra = owner.size - p.user.size
+    bnpl = np.concatenate([p.bnpl, (rng.random(extra) < 0.55) & holds_bnpl[owner[p.user.size:]]])
+    bnpl[p.user.size:] |= (fraud[p.user.size:] == 1) & holds_bnpl[owner[p.user.size:]]
+    allcat = np.concatenate([m.category, cat])
+    order = np.argsort(ts, kind="stable")
+    m2 = _Merchants(m.n + new, allcat, m.cum, m.order, table)
+    p2 = _Payments(owner[order], merchant[order], allcat[merchant[order]], ts[order],
+                   amount[order], fraud[order], bnpl[order])
+    groups = [{"kind": "merchant_cashout",
+               "members": [str(x) for x in u.ids(who[group == i]).to_pylist()],
+               "merchants": [str(x) for x in table.column("id").take(
+                   pa.array(col_of[i])).to_pylist()]} for i in range(sizes.size)]
+    return m2, p2, groups
+
+
 # -- entry point -------------------------------------------------------------------------
 def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
              ) -> GenerateSummary:
@@ -1110,7 +1200,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GeneratorError(f"cannot create output directory {out}: {exc}") from exc
-    seeds = np.random.SeedSequence(cfg.seed).spawn(13)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(14)
     rngs = [np.random.default_rng(s) for s in seeds]
     w = _Writer(out, fmt)
 
@@ -1119,6 +1209,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
     tx_table, first_in = _transfers(u, chains, rngs[2])
     mule = u.kind == FRAUD_KINDS.index("mule_chain")
     u.fraud_ts[mule] = np.where(first_in[mule] > 0, first_in[mule], u.last_active[mule])
+    cash_who, cash_group = _pick_cashout(cfg, u, rngs[12])
     labels = _labels(cfg, u, rngs[3])
 
     m = _make_merchants(u.n, rngs[4])
@@ -1126,6 +1217,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
     hist, overdue, worst, mob = _repayment(u, holds_pre, rngs[6])
     h = _holdings(u, bust, worst, rngs[7])
     p = _make_payments(cfg, u, m, bust, h.holds_bnpl, rngs[8])
+    m, p, planted = _cashout_payments(u, m, p, h.holds_bnpl, cash_who, cash_group, rngs[12])
 
     w.write("users", _users_table(u, rngs[9], labels))
     w.write("merchants", m.table)
@@ -1139,7 +1231,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
     phone_nodes, has_phone = _phones(u, r)
     ip_nodes, logged = _ips(u, r)
     card_nodes, has_card = _cards(u, r)
-    dorm_ips, dorm_logins, dorm = _dorms(u, rngs[12])
+    dorm_ips, dorm_logins, dorm = _dorms(u, rngs[13])
     ip_nodes, logged = pa.concat_tables([ip_nodes, dorm_ips]), pa.concat_tables([logged, dorm_logins])
     w.write("phones", phone_nodes)
     w.write("ips", ip_nodes)
@@ -1163,6 +1255,8 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
                 "false_alarms": int(((u.kind < 0) & (labels == 1)).sum())},
     )
     new_short = np.flatnonzero((mob < 3) & (u.kind < 0))[:20]
+    groups = _groups_manifest(u, chains, dorm)
+    groups["planted_groups"] += planted
     manifest = {k: v for k, v in summary.as_dict().items() if k != "out"} | {
         "as_of_ms": END_MS,
         "payments_from_ms": START_MS,
@@ -1171,7 +1265,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, fmt: FileFormat = "csv"
         "rings": int(u.ring_times.size),
         "referral_farms": int(u.farm_times.size),
         "mule_chains": [[str(x) for x in u.ids(c).to_pylist()] for c in chains[:50]],
-        **_groups_manifest(u, chains, dorm),
+        **groups,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return summary

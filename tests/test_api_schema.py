@@ -525,3 +525,28 @@ def test_the_app_starts_without_a_model(embedded_store: GraphStore, tmp_path: Pa
         assert settings.models_dir not in gnn_service._loaded
     finally:
         app.runtime.close()
+
+
+
+def test_merchant_risk_weighs_payers_scores_by_what_they_paid(runtime: Runtime) -> None:
+    runtime.store.upsert_relationships("PAID", {
+        "src": ["u02", "u02", "u08", USERS[9]], "dst": ["m1"] * 4,
+        "id": ["pay2", "pay3", "pay4", "pay5"], "amount": [100.0, 100.0, 600.0, 50.0],
+        "ts": [1_700_000_000_000] * 4})
+    query = '{ merchant(id: "m1") { risk(topK: 2) { risk payers scoredPayers topPayers ' \
+            '{ userId fraudRisk amount payments } } } }'
+    data, errors = run(runtime, query)
+    assert errors == []
+    r = data["merchant"]["risk"]
+    paid = {p.src: 0.0 for p in runtime.store.relationships("PAID", ["m1"], "in")}
+    for p in runtime.store.relationships("PAID", ["m1"], "in"):
+        paid[p.src] += float(p.properties["amount"])  # type: ignore[arg-type]
+    risk = {"u01": 0.9, "u02": 0.7, "u08": 0.01}
+    expected = sum(risk[u] * paid[u] for u in risk) / sum(paid[u] for u in risk)
+    assert r["risk"] == pytest.approx(expected)
+    assert (r["payers"], r["scoredPayers"]) == (4, 3)  # USERS[9] has no score yet
+    assert [p["userId"] for p in r["topPayers"]] == ["u01", "u02"]
+    assert r["topPayers"][1] == {"userId": "u02", "fraudRisk": 0.7, "amount": 200.0,
+                                 "payments": 2}
+    _, errors = run(runtime, query, role="limit_engine")
+    assert codes(errors) == ["FORBIDDEN"]

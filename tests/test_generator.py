@@ -211,3 +211,23 @@ def test_parquet_holds_the_same_rows(world: Path, tmp_path: Path) -> None:
 def test_too_few_users_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RiskGraphError, match="at least"):
         generate(GeneratorConfig(users=10, seed=1), tmp_path)
+
+
+def test_merchant_cashout_groups_buy_from_their_colluding_merchants(tmp_path: Path) -> None:
+    generate(GeneratorConfig(users=3000, seed=4), tmp_path, "parquet")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    groups = [g for g in manifest["planted_groups"] if g["kind"] == "merchant_cashout"]
+    assert groups
+    users = pq.read_table(tmp_path / "users.parquet").to_pandas().set_index("id")
+    paid = pq.read_table(tmp_path / "paid.parquet").to_pandas()
+    for g in groups:
+        assert (users.loc[g["members"], "fraud_kind"] == "merchant_cashout").all()
+        at = paid[paid["dst"].isin(g["merchants"])]
+        assert set(g["members"]) <= set(at["src"])
+        # noise: the colluding merchants also serve customers who are not in the group
+        assert set(at["src"]) - set(g["members"])
+    # noise: legitimate users who come back to one small shop again and again
+    visits = paid.groupby(["src", "dst"]).size()
+    loyal = visits[visits >= 3].reset_index()
+    clean = users.index[users["fraud_kind"].isna()]
+    assert loyal["src"].isin(clean).sum() > 50

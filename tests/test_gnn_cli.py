@@ -46,11 +46,18 @@ def test_evaluate_without_a_model_fails_with_advice(tmp_path: Path) -> None:
 def test_train_evaluate_score_models(home: Path) -> None:
     out = run(home, "train", "--split", "random", "--json")
     assert out.returncode == 0, out.stderr
-    version = json.loads(out.stdout)["version"]
+    trained = json.loads(out.stdout)
+    version = trained["version"]
 
     out = run(home, "evaluate", "--json")
     assert out.returncode == 0, out.stderr
     ev = json.loads(out.stdout)
+    # one feature path: training, the model list and evaluation report the same test
+    # metrics for the same model and test users
+    for key in ("auc", "ap", "f1_macro", "recall_at_1pct_fpr"):
+        assert abs(ev["model"][key] - trained["model"][key]) <= 1e-6, key
+        for head in ("relational", "own"):
+            assert abs(ev["heads"][head][key] - trained["heads"][head][key]) <= 1e-6
     keys = {"auc", "ap", "f1_macro", "recall_at_1pct_fpr"}
     assert keys <= set(ev["model"])
     assert keys <= set(ev["baselines"]["lgbm_own"]) and keys <= set(ev["baselines"]["lgbm_graph"])
@@ -69,6 +76,8 @@ def test_train_evaluate_score_models(home: Path) -> None:
     out = run(home, "models", "--json")
     listed = json.loads(out.stdout)
     assert [m["version"] for m in listed] == [version] and listed[0]["seed"] == 0
+    for key in ("auc", "ap", "f1_macro", "recall_at_1pct_fpr"):
+        assert abs(listed[0]["model"][key] - ev["model"][key]) <= 1e-6, key
 
 
 def test_unknown_user_is_not_found(home: Path) -> None:

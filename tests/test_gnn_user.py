@@ -62,7 +62,15 @@ def test_training_reports_model_and_baselines(world) -> None:
     *_, metrics, _ = world
     for name in ("model",):
         assert set(metrics[name]) >= {"auc", "ap", "f1_macro", "recall_at_1pct_fpr"}
-    assert set(metrics["baselines"]) == {"lgbm_own", "lgbm_graph"}
+    assert set(metrics["baselines"]) == {"lgbm_own", "lgbm_graph", "lgbm_matched"}
+    # every model had the same tuning budget, each trial's validation AP reported
+    budget = {len(t["trials"]) for t in metrics["tuning"].values()}
+    assert set(metrics["tuning"]) == {"lgbm_own", "lgbm_graph", "lgbm_matched", "gnn"}
+    assert len(budget) == 1 and budget.pop() >= 2
+    for name in metrics["baselines"]:
+        ci = metrics["ap_diff_ci"][name]
+        assert ci["lo"] - 1e-9 <= ci["diff"] <= ci["hi"] + 1e-9
+    assert metrics["selection"]["shipped"] in ("gnn_fraud_head", "graph_trees")
     # rings are easy to see on this graph: the model must find them
     assert metrics["model"]["auc"] > 0.9
 
