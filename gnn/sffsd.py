@@ -271,7 +271,7 @@ def transaction_features(
 # -- model --------------------------------------------------------------------------
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.03,
+    "learning_rate": 0.05,
     "num_leaves": 63,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.5,
@@ -294,7 +294,7 @@ def fit_lgbm(
     val_idx: np.ndarray,
     categorical: list[int],
     seed: int,
-    max_rounds: int = 3000,
+    max_rounds: int = 2000,
     params: dict[str, Any] | None = None,
 ) -> Any:
     """LightGBM with early stopping on the validation rows' average precision."""
@@ -306,7 +306,7 @@ def fit_lgbm(
     dval = lgb.Dataset(x[val_idx], y[val_idx], reference=dtrain)
     return lgb.train(
         p, dtrain, num_boost_round=max_rounds, valid_sets=[dval],
-        callbacks=[lgb.early_stopping(150, verbose=False)],
+        callbacks=[lgb.early_stopping(100, verbose=False)],
     )
 
 

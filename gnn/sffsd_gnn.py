@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,14 +28,14 @@ RELATIONS: tuple[str, ...] = ("Source", "Target", "Location", "Type")
 
 @dataclass(frozen=True)
 class GnnConfig:
-    hidden: int = 64
+    hidden: int = 48
     layers: int = 2
     neighbours: int = 4  # latest earlier transactions linked per relation
     dropout: float = 0.2
     lr: float = 0.005
     weight_decay: float = 1e-5
-    epochs: int = 300
-    patience: int = 30
+    epochs: int = 150
+    patience: int = 15
     embed: int = 8  # embedding size of the merchant, location and type codes
     threads: int = 1
 
@@ -79,6 +79,7 @@ class TransactionGNN(nn.Module):
         width = in_dim + cfg.embed * len(cardinalities)
         self.encode = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(),
                                     nn.Dropout(cfg.dropout))
+        self.relations = relations
         self.convs = nn.ModuleList(
             nn.ModuleList(SAGEConv(cfg.hidden, cfg.hidden, aggr="mean") for _ in range(relations))
             for _ in range(cfg.layers)
@@ -91,7 +92,8 @@ class TransactionGNN(nn.Module):
         h0 = self.encode(torch.cat(parts, dim=1))
         h = h0
         for convs, norm in zip(self.convs, self.norms):
-            m = sum(conv(h, adj) for conv, adj in zip(convs, adjs))
+            layer = cast(nn.ModuleList, convs)
+            m = torch.stack([conv(h, adj) for conv, adj in zip(layer, adjs)]).sum(dim=0)
             h = norm(h + nn.functional.dropout(torch.relu(m), self.cfg.dropout, self.training))
         return torch.cat([h, h0], dim=1)
 
@@ -100,7 +102,7 @@ class TransactionGNN(nn.Module):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(hidden={self.cfg.hidden}, layers={self.cfg.layers}, "
-                f"relations={len(self.convs[0])}, neighbours={self.cfg.neighbours})")
+                f"relations={self.relations}, neighbours={self.cfg.neighbours})")
 
 
 def scaled_inputs(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
