@@ -124,67 +124,154 @@ class FeatureMatrix:
     x: np.ndarray
     names: list[str]
     categorical: list[int] = field(default_factory=list)
+    label_derived: list[int] = field(default_factory=list)
+
+    def label_free(self) -> FeatureMatrix:
+        """The same matrix without any column computed from labels (the ablation)."""
+        keep = [i for i in range(len(self.names)) if i not in set(self.label_derived)]
+        remap = {old: new for new, old in enumerate(keep)}
+        return FeatureMatrix(
+            self.x[:, keep], [self.names[i] for i in keep],
+            [remap[i] for i in self.categorical if i in remap], [],
+        )
 
 
-def transaction_features(table: TransactionTable, visible: np.ndarray) -> FeatureMatrix:
+def stale_label_times(
+    times: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    """Per row, the time before which labels are known when that row is scored, for a
+    split by time.
+
+    A test row is scored with the labels known at the cut (the training period's), so
+    its newest label evidence is as old as the row's distance from the cut. A training
+    row gets the same staleness, drawn uniformly from ``[0, test period length]``: its
+    label features then look like a test row's (counting labels only up to a random
+    point before it), instead of always seeing every label up to the row itself.
+    """
+    cut = float(times[test].min()) if len(test) else float(times.max()) + 1.0
+    span = float(times.max()) - cut + 1.0
+    out = times.astype(np.float64).copy()
+    out[test] = cut
+    rng = np.random.default_rng(seed)
+    out[train] = times[train] - rng.uniform(0.0, span, len(train))
+    return out
+
+
+class _KeyOrder:
+    """A GroupIndex plus the sorted positions of arbitrary per-row time bounds."""
+
+    def __init__(self, g: GroupIndex) -> None:
+        self.g = g
+        self.tmin = int(g.times.min())
+        self.span = int(g.times.max()) - self.tmin + 2
+        self.comp = g.keys[g.order] * self.span + (g.sorted_time - self.tmin)
+
+    def position_before(self, bound: np.ndarray) -> np.ndarray:
+        """Per row: the first sorted position of its key at time >= ``bound`` (clamped
+        to its key's block and to strictly earlier rows)."""
+        lo = np.clip(np.ceil(bound) - self.tmin, 0, self.span - 1).astype(np.int64)
+        pos = np.searchsorted(self.comp, self.g.keys * self.span + lo, side="left")
+        return np.clip(pos, self.g.start, self.g.end)
+
+    def sums(self, values: np.ndarray, before: np.ndarray, window: int | None) -> np.ndarray:
+        """Sums of ``values`` over earlier same-key rows with time < ``before`` (and
+        within ``window`` of the row's own time)."""
+        v = values[:, None] if values.ndim == 1 else values
+        csum = np.zeros((len(v) + 1, v.shape[1]))
+        np.cumsum(v[self.g.order], axis=0, out=csum[1:])
+        hi = self.position_before(before)
+        lo = self.g.start if window is None else self.g.window_start(window)
+        out = csum[hi] - csum[np.minimum(lo, hi)]
+        return out[:, 0] if values.ndim == 1 else out
+
+    def last_time(self, mask: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """Time of the latest earlier same-key row with ``mask`` and time < ``before``."""
+        sorted_mask = np.asarray(mask, bool)[self.g.order]
+        idx = np.where(sorted_mask, np.arange(len(sorted_mask)), -1)
+        run = np.maximum.accumulate(idx) if len(idx) else idx
+        hi = self.position_before(before)
+        last = run[np.clip(hi - 1, 0, None)]
+        ok = (hi > self.g.start) & (last >= self.g.start)
+        out = np.full(len(mask), np.nan)
+        out[ok] = self.g.sorted_time[last[ok]]
+        return out
+
+
+def transaction_features(
+    table: TransactionTable, visible: np.ndarray, label_before: np.ndarray | None = None
+) -> FeatureMatrix:
     """Features for every row. ``visible`` marks rows whose label may be used as
-    neighbour evidence (for the benchmarks: training rows with label 0 or 1)."""
+    neighbour evidence (for the benchmarks: training rows with label 0 or 1);
+    ``label_before`` (per row, default its own time) bounds the time of the labelled
+    rows it may count, for splits where labels arrive only up to a cut. Columns that
+    use no label never depend on either."""
     visible = np.asarray(visible, dtype=bool) & table.labelled
     n = len(table)
+    before = table.time.astype(np.float64) if label_before is None else np.minimum(
+        np.asarray(label_before, np.float64), table.time)
     amt = table.amount
     log_amt = np.log1p(np.maximum(amt, 0.0))
     fraud = (visible & (table.labels == 1)).astype(np.float64)
     legit = (visible & (table.labels == 0)).astype(np.float64)
-    base = np.stack([np.ones(n), log_amt, log_amt**2, fraud, legit], axis=1)
+    base = np.stack([np.ones(n), log_amt, log_amt**2], axis=1)
+    risk = np.stack([fraud, legit], axis=1)
 
     cols: list[np.ndarray] = [amt, log_amt]
     names: list[str] = ["amount", "log_amount"]
     categorical: list[int] = []
+    label_derived: list[int] = []
+
+    def add(values: list[np.ndarray], labels: list[str], from_labels: bool) -> None:
+        if from_labels:
+            label_derived.extend(range(len(cols), len(cols) + len(values)))
+        cols.extend(values)
+        names.extend(labels)
+
     for c in ("Target", "Location", "Type"):
         categorical.append(len(cols))
-        cols.append(table.codes[c].astype(np.float64))
-        names.append(f"{c.lower()}_code")
+        add([table.codes[c].astype(np.float64)], [f"{c.lower()}_code"], False)
 
-    # the fraud rate among visible labels strictly before each row: the prior that
-    # smooths each key's rate (a global rate would carry later labels, and a training
-    # row's own label, into every row)
-    everything = GroupIndex.build(np.zeros(n, np.int64), table.time)
-    seen = everything.earlier_sums(np.stack([fraud, legit], axis=1))
+    # the fraud rate among the labels a row may count: the prior that smooths each
+    # key's rate (a global rate would carry later labels, and a training row's own
+    # label, into every row)
+    everything = _KeyOrder(GroupIndex.build(np.zeros(n, np.int64), table.time))
+    seen = everything.sums(risk, before, None)
     prior = (seen[:, 0] + 1.0) / (seen[:, 0] + seen[:, 1] + 2.0)
+    add([prior, seen[:, 0] + seen[:, 1]], ["prior_rate", "labels_known"], True)
     for key in KEYS:
         k = table.codes[key[0]] if len(key) == 1 else pair_codes(*(table.codes[c] for c in key))
         g = GroupIndex.build(k, table.time)
+        ko = _KeyOrder(g)
         tag = "_".join(c[:3].lower() for c in key)
         for w in WINDOWS:
-            s = g.earlier_sums(base, w)
-            cnt, s1, s2, nf, nl = s.T
+            cnt, s1, s2 = g.earlier_sums(base, w).T
             wt = "all" if w is None else f"w{w}"
             mean = np.where(cnt > 0, s1 / np.maximum(cnt, 1), np.nan)
             var = np.where(cnt > 1, s2 / np.maximum(cnt, 1) - mean**2, np.nan)
             std = np.sqrt(np.maximum(var, 0))
-            cols += [cnt, mean, std, log_amt - mean]
-            names += [f"{tag}_{wt}_n", f"{tag}_{wt}_mean", f"{tag}_{wt}_std", f"{tag}_{wt}_dev"]
+            add([cnt, mean, std, log_amt - mean],
+                [f"{tag}_{wt}_n", f"{tag}_{wt}_mean", f"{tag}_{wt}_std", f"{tag}_{wt}_dev"],
+                False)
             if len(key) <= 2:
+                nf, nl = ko.sums(risk, before, w).T
                 rate = (nf + PRIOR_WEIGHT * prior) / (nf + nl + PRIOR_WEIGHT)
-                cols += [nf, nl, rate]
-                names += [f"{tag}_{wt}_fraud", f"{tag}_{wt}_legit", f"{tag}_{wt}_rate"]
-        last = g.last_earlier_time()
-        last_fraud = g.last_earlier_time(fraud > 0)
-        cols += [table.time - last, table.time - last_fraud]
-        names += [f"{tag}_gap", f"{tag}_fraud_gap"]
+                add([nf, nl, rate],
+                    [f"{tag}_{wt}_fraud", f"{tag}_{wt}_legit", f"{tag}_{wt}_rate"], True)
+        add([table.time - g.last_earlier_time()], [f"{tag}_gap"], False)
+        add([table.time - ko.last_time(fraud > 0, before)], [f"{tag}_fraud_gap"], True)
         if key[0] == "Source" and len(key) == 2:
             # first time this source meets this partner: distinct partners so far
             first = (g.earlier_sums(np.ones(n)) == 0).astype(np.float64)
             src = GroupIndex.build(table.codes["Source"], table.time)
-            cols.append(src.earlier_sums(first))
-            names.append(f"{tag}_distinct")
-    return FeatureMatrix(np.stack(cols, axis=1).astype(np.float32), names, categorical)
+            add([src.earlier_sums(first)], [f"{tag}_distinct"], False)
+    return FeatureMatrix(np.stack(cols, axis=1).astype(np.float32), names, categorical,
+                         label_derived)
 
 
 # -- model --------------------------------------------------------------------------
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.03,
+    "learning_rate": 0.05,
     "num_leaves": 63,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.5,
@@ -207,7 +294,7 @@ def fit_lgbm(
     val_idx: np.ndarray,
     categorical: list[int],
     seed: int,
-    max_rounds: int = 3000,
+    max_rounds: int = 2000,
     params: dict[str, Any] | None = None,
 ) -> Any:
     """LightGBM with early stopping on the validation rows' average precision."""
@@ -219,13 +306,15 @@ def fit_lgbm(
     dval = lgb.Dataset(x[val_idx], y[val_idx], reference=dtrain)
     return lgb.train(
         p, dtrain, num_boost_round=max_rounds, valid_sets=[dval],
-        callbacks=[lgb.early_stopping(150, verbose=False)],
+        callbacks=[lgb.early_stopping(100, verbose=False)],
     )
 
 
-def _validation_rows(
+def validation_rows(
     train: np.ndarray, labels: np.ndarray, times: np.ndarray, by_time: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled training rows split into fitting and validation rows: the latest 15% by
+    time for a time split, a stratified 15% otherwise."""
     from sklearn.model_selection import train_test_split
 
     lab = train[labels[train] != UNLABELLED]
@@ -236,6 +325,98 @@ def _validation_rows(
     return np.sort(fit), np.sort(val)
 
 
+@dataclass
+class SplitData:
+    """Everything one protocol run needs: features built with the labels the split
+    allows, the rows of each role and the targets."""
+
+    features: FeatureMatrix
+    y: np.ndarray  # 1 fraud, 0 otherwise (unlabelled rows are never fitted or scored)
+    fit: np.ndarray
+    val: np.ndarray
+    test: np.ndarray  # labelled test rows only
+    train: np.ndarray  # every training row, labelled or not
+    label_before: np.ndarray | None
+
+
+def prepare_split(
+    table: TransactionTable, train: np.ndarray, test: np.ndarray, by_time: bool, seed: int = 0
+) -> SplitData:
+    """Features and roles for one split. Labels visible to the features: training rows
+    only; for a split by time, only those before each row's label bound
+    (:func:`stale_label_times`), the same rule for training and test rows."""
+    labels = table.labels
+    visible = np.zeros(len(table), dtype=bool)
+    visible[train] = True
+    before = stale_label_times(table.time, train, test, seed) if by_time else None
+    feats = transaction_features(table, visible, before)
+    fit, val = validation_rows(train, labels, table.time, by_time, seed)
+    test_lab = test[labels[test] != UNLABELLED]
+    if len(test_lab) == 0:
+        raise GnnError("the test split holds no labelled rows")
+    y = (labels == 1).astype(np.int64)
+    return SplitData(feats, y, fit, val, test_lab, np.asarray(train), before)
+
+
+@dataclass
+class ModelRun:
+    """One model's scores on the validation and test rows, and what it was."""
+
+    name: str
+    p_val: np.ndarray
+    p_test: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_lgbm(split: SplitData, label_free: bool, seed: int = 0) -> ModelRun:
+    feats = split.features.label_free() if label_free else split.features
+    booster = fit_lgbm(feats.x, split.y, split.fit, split.val, feats.categorical, seed)
+    it = booster.best_iteration
+    gain = booster.feature_importance("gain")
+    return ModelRun(
+        "lgbm_label_free" if label_free else "lgbm",
+        booster.predict(feats.x[split.val], num_iteration=it),
+        booster.predict(feats.x[split.test], num_iteration=it),
+        {"best_iteration": int(it), "n_features": len(feats.names),
+         "top_features": [feats.names[i] for i in np.argsort(-gain)[:8]]},
+    )
+
+
+def report(split: SplitData, run: ModelRun) -> dict[str, Any]:
+    """Test metrics (macro F1 at 0.5, as the papers report, and at the threshold picked
+    on validation), validation AP."""
+    y_test, y_val = split.y[split.test], split.y[split.val]
+    out = binary_metrics(y_test, run.p_test)
+    t_best = best_f1_threshold(y_val, run.p_val)
+    out["f1_macro_val_threshold"] = binary_metrics(y_test, run.p_test, t_best)["f1_macro"]
+    out["val_threshold"] = t_best
+    out["val_ap"] = binary_metrics(y_val, run.p_val)["ap"]
+    return out | run.info
+
+
+def paired_bootstrap_ap(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, reps: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """AP(a) - AP(b) on the same rows, and its 95% paired-bootstrap interval."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(y).astype(int)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(reps):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() == y[i].max():
+            continue
+        diffs.append(average_precision_score(y[i], p_a[i]) - average_precision_score(y[i], p_b[i]))
+    d = np.asarray(diffs)
+    return {
+        "diff": float(average_precision_score(y, p_a) - average_precision_score(y, p_b)),
+        "ci_low": float(np.quantile(d, 0.025)),
+        "ci_high": float(np.quantile(d, 0.975)),
+        "reps": len(d),
+    }
+
+
 def evaluate_protocol(
     table: TransactionTable,
     train: np.ndarray,
@@ -243,34 +424,13 @@ def evaluate_protocol(
     by_time: bool,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train on ``train`` rows, report metrics on ``test`` rows with labels 0/1.
-
-    Labels visible to the features: training rows only. The validation rows used for
-    early stopping are training rows, so their labels are visible to *later* rows, never
-    to themselves.
-    """
+    """LightGBM with and without label-derived features on one split: test metrics."""
     started = _time.perf_counter()
-    labels = table.labels
-    visible = np.zeros(len(table), dtype=bool)
-    visible[train] = True
-    feats = transaction_features(table, visible)
-    fit, val = _validation_rows(train, labels, table.time, by_time, seed)
-    y = (labels == 1).astype(np.int64)
-    booster = fit_lgbm(feats.x, y, fit, val, feats.categorical, seed)
-    test_lab = test[labels[test] != UNLABELLED]
-    if len(test_lab) == 0:
-        raise GnnError("the test split holds no labelled rows")
-    p_test = booster.predict(feats.x[test_lab], num_iteration=booster.best_iteration)
-    p_val = booster.predict(feats.x[val], num_iteration=booster.best_iteration)
-    out = binary_metrics(y[test_lab], p_test)
-    t_best = best_f1_threshold(y[val], p_val)
-    out["f1_macro_val_threshold"] = binary_metrics(y[test_lab], p_test, t_best)["f1_macro"]
-    out["val_threshold"] = t_best
-    out["best_iteration"] = int(booster.best_iteration)
-    out["n_features"] = len(feats.names)
-    out["train_rows_labelled"] = int((labels[train] != UNLABELLED).sum())
+    split = prepare_split(table, train, test, by_time, seed)
+    out: dict[str, Any] = {}
+    for label_free in (False, True):
+        run = run_lgbm(split, label_free, seed)
+        out[run.name] = report(split, run)
+    out["train_rows_labelled"] = int((table.labels[train] != UNLABELLED).sum())
     out["seconds"] = round(_time.perf_counter() - started, 2)
-    gain = booster.feature_importance("gain")
-    top = np.argsort(-gain)[:10]
-    out["top_features"] = [feats.names[i] for i in top]
     return out
