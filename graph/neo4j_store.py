@@ -34,6 +34,7 @@ from graph.batch import (
 from graph.errors import (
     GraphError,
     InvalidBatchError,
+    NotFoundError,
     RiskGraphError,
     StoreUnavailableError,
     StoreWriteError,
@@ -49,7 +50,7 @@ from graph.model import (
     node_type,
     rel_type,
 )
-from graph.store import Adjacency, Columns, Direction, WriteResult
+from graph.store import Adjacency, Columns, Direction, LinkRow, WriteResult
 
 T = TypeVar("T")
 WriteForm = Literal["merge", "split"]
@@ -151,12 +152,24 @@ class Neo4jStore:
 
     # -- lifecycle ---------------------------------------------------------------------
     def init(self) -> None:
-        statements = list(cypher.CREATE_NODE_ID_CONSTRAINT.values())
-        for indexes in cypher.CREATE_REL_INDEXES.values():
-            statements.extend(indexes)
+        """Create the constraints and indexes the server lacks. One read of their names
+        (two statements) when all exist, as they do after the first run: every
+        command opens the store, and sending the 11 DDL statements each time cost more
+        than many commands' own work."""
+        wanted = cypher.schema_statements()
+
+        def names(tx: neo4j.ManagedTransaction) -> set[str]:
+            return {name for statement in (cypher.SCHEMA_NAMES_CONSTRAINTS,
+                                           cypher.SCHEMA_NAMES_INDEXES)
+                    for name in _single(tx.run(statement), "names", [])}
+
+        existing = self._read("reading constraints and indexes", names)
+        missing = [s for name, s in wanted.items() if name not in existing]
+        if not missing:
+            return
         with self._translated("creating constraints and indexes", GraphError):
             with self._session() as session:
-                for statement in statements:
+                for statement in missing:
                     session.run(statement).consume()
 
     def close(self) -> None:
@@ -396,6 +409,28 @@ class Neo4jStore:
             return [rec["id"] for rec in tx.run(statement, after=after or "", limit=limit)]
 
         return self._read(f"listing {label} ids", work)
+
+    def linked_levels(
+        self, user_id: str, depth: int, via: Sequence[str], max_item_users: int,
+        max_items: int, max_direct: int,
+    ) -> list[list[tuple[str, list[LinkRow]]]]:
+        """Linked accounts in one statement and one read transaction (see
+        graph.cypher.LINKED_ACCOUNTS)."""
+        statement = cypher.LINKED_ACCOUNTS.get(depth)
+        if statement is None:
+            raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+        params = {"id": user_id, "via": list(via), "max_item_users": max_item_users,
+                  "max_items": max_items, "max_direct": max_direct}
+
+        def work(tx: neo4j.ManagedTransaction) -> Any:
+            record = tx.run(statement, params).single()
+            return None if record is None else record["levels"]
+
+        levels = self._read("finding linked accounts", work)
+        if levels is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        return [[(user, [(a, b, c, d, e, int(n)) for a, b, c, d, e, n in links])
+                 for user, links in level] for level in levels]
 
     def adjacent(
         self,

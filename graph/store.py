@@ -140,6 +140,26 @@ class GraphStore(Protocol):
         of them reads a fraction of the values."""
 
 
+# One link as a store answers it in the database: (from user, relationship type, item
+# label ("User" for direct links), item id (the other user's for direct links), other
+# user, relationships between the pair (1 for shared items)).
+LinkRow = tuple[str, str, str, str, str, int]
+
+
+@runtime_checkable
+class LinkedInDatabase(Protocol):
+    """A store that answers linked accounts in one statement on its server (the Neo4j
+    store), instead of a walk over ``adjacent``. graph.queries defines the answer;
+    ``linked_accounts_from_primitives`` is the reference it must equal."""
+
+    def linked_levels(
+        self, user_id: str, depth: int, via: Sequence[str], max_item_users: int,
+        max_items: int, max_direct: int,
+    ) -> list[list[tuple[str, list[LinkRow]]]]:
+        """Per level (1 to ``depth``), the users first reached there, each with its
+        links from the previous level; raises NotFoundError for an unknown user."""
+
+
 def get_node(store: GraphStore, label: str, id_: str) -> Node | None:
     """One node by its business key, or None."""
     return store.get_nodes(label, [id_])[0]
