@@ -159,9 +159,10 @@ class Neo4jStore:
         wanted = cypher.schema_statements()
 
         def names(tx: neo4j.ManagedTransaction) -> set[str]:
-            return {name for statement in (cypher.SCHEMA_NAMES_CONSTRAINTS,
-                                           cypher.SCHEMA_NAMES_INDEXES)
-                    for name in _single(tx.run(statement), "names", [])}
+            found: set[str] = set()
+            for statement in (cypher.SCHEMA_NAMES_CONSTRAINTS, cypher.SCHEMA_NAMES_INDEXES):
+                found.update(_single(tx.run(statement), "names", []))
+            return found
 
         existing = self._read("reading constraints and indexes", names)
         missing = [s for name, s in wanted.items() if name not in existing]
