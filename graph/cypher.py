@@ -283,20 +283,22 @@ COUNT_NODES: dict[str, str] = _per_label("MATCH (n:__LABEL__) RETURN count(n) AS
 COUNT_RELATIONSHIPS: dict[str, str] = _per_type(
     "MATCH ()-[r:__TYPE__]->() RETURN count(r) AS n"
 )
-# Keyset pages: $after (exclusive), $limit, $props (property names to return).
+# Whole-table exports: one statement each, sorted once by the server and streamed (the
+# driver pulls a fetch-size of records at a time) in one read transaction. Keyset pages
+# (ORDER BY ... LIMIT from a cursor) re-sorted the rest of the table for every page.
+# Nodes with $lo < id (and id <= $hi unless $hi is null): the whole label with
+# $lo = "", or one id-range partition. $props: the property names to return.
 EXPORT_NODES: dict[str, str] = _per_label(
-    "MATCH (n:__LABEL__) WHERE n.id > $after "
+    "MATCH (n:__LABEL__) WHERE n.id > $lo AND ($hi IS NULL OR n.id <= $hi) "
     "RETURN n.id AS id, [k IN $props | n[k]] AS vals "
-    "ORDER BY id LIMIT $limit"
+    "ORDER BY id"
 )
-# Keyset pages over (src, dst, key): $src, $dst, $key (exclusive), $limit, $props.
+# Every relationship of a type, ordered by (src, dst, key); $props as above.
 EXPORT_RELATIONSHIPS: dict[str, str] = _per_type(
-    "MATCH (a:__SRC__) WHERE a.id >= $src "
-    "MATCH (a)-[r:__TYPE__]->(b:__DST__) "
-    "WITH a.id AS src, b.id AS dst, coalesce(r.id, '') AS key, r "
-    "WHERE src > $src OR (src = $src AND (dst > $dst OR (dst = $dst AND key > $key))) "
-    "RETURN src, dst, key, [k IN $props | r[k]] AS vals "
-    "ORDER BY src, dst, key LIMIT $limit"
+    "MATCH (a:__SRC__)-[r:__TYPE__]->(b:__DST__) "
+    "RETURN a.id AS src, b.id AS dst, coalesce(r.id, '') AS key, "
+    "[k IN $props | r[k]] AS vals "
+    "ORDER BY src, dst, key"
 )
 
 # -- schema, only what is missing ----------------------------------------------------------

@@ -126,6 +126,13 @@ class GraphStore(Protocol):
         property (float64 with NaN for numbers, timestamps and booleans; object with
         None for strings)."""
 
+    def export_node_range(
+        self, label: str, properties: Sequence[str], lo: str | None, hi: str | None,
+        batch_size: int = 100_000,
+    ) -> Iterator[dict[str, Any]]:
+        """As ``export_nodes``, for the nodes with ``lo < id <= hi`` (no bound where
+        None): one id-range partition of a label, for workers that each read one."""
+
     def export_relationships(
         self, rel_type: str, properties: Sequence[str], batch_size: int = 100_000
     ) -> Iterator[dict[str, Any]]:
