@@ -105,8 +105,9 @@ class Neo4jStore:
     ``form`` is the upsert form (see ``write_form``); ``"auto"`` asks the server on the
     first write. ``export_fetch_size`` is how many records a whole-table export pulls
     per round trip (the driver's default is 1,000). A batch of fewer than
-    ``split_min_rows`` rows is always merged: the split form sends two statements, which costs more than it saves on a single row (on ArcadeDB,
-    one row takes about 1.2 ms merged and 1.6 ms split).
+    ``split_min_rows`` rows is always merged: the split form sends two statements,
+    which costs more than it saves on a single row (on ArcadeDB, one row takes about
+    1.2 ms merged and 1.6 ms split).
     """
 
     name = "neo4j"
