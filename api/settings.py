@@ -61,6 +61,9 @@ class Settings:
     # Where the server's worker processes share their metrics: set by `riskgraph serve`
     # for its workers, a directory of each run's own (api/metrics.py). None: one process.
     metrics_dir: Path | None = None
+    # The Ray cluster for `--distributed` batch work (api/distributed.py): an address
+    # such as ray://head:10001 or "auto"; None starts a local cluster per command.
+    cluster: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +92,7 @@ class Settings:
             log_level=_log_level(env.get("RISKGRAPH_LOG_LEVEL") or "info"),
             metrics_dir=(Path(env["RISKGRAPH_METRICS_DIR"])
                          if env.get("RISKGRAPH_METRICS_DIR") else None),
+            cluster=env.get("RISKGRAPH_CLUSTER") or None,
         )
 
     def with_store(self, store: str | None) -> Settings:
