@@ -16,6 +16,7 @@ from api.settings import Settings
 from graph.embedded import EmbeddedStore
 from limits.audit import AuditLog
 from limits.policy import parse_policy, read_policy_text
+from tests.conftest import BoltSettings
 
 NOW = 1_735_689_600_000  # 2025-01-01
 SCORES = ["fraud_risk", "own_risk", "relational_risk"]
@@ -136,3 +137,63 @@ def test_distributed_review_decides_records_and_writes_what_one_process_does(
     assert many[1] == one[1]  # byte for byte: same records, same order, same chain
     assert many[2] == one[2]
     assert AuditLog(tmp_path / "many" / "audit").verify().ok
+
+
+def test_the_commands(world: tuple[Path, str], tmp_path: Path) -> None:
+    """`riskgraph score --distributed` and `review --distributed` as a user runs them:
+    each starts its own local cluster and stops it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = _copy(world, tmp_path / "cli")
+    env = os.environ | {"RISKGRAPH_HOME": str(settings.home), "RISKGRAPH_STORE": "embedded"}
+    env.pop("RISKGRAPH_CLUSTER", None)
+
+    def run(*args: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "api.cli", *args, "--distributed",
+                              "--cluster-workers", "2", "--json"], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    scored = run("score", "--partitions", "4")
+    assert (scored["workers"], scored["partitions"], scored["written"]) == (2, 4, 700)
+    reviewed = run("review", "--dry-run")
+    assert reviewed["users"] == 700 and reviewed["recorded"] == 0 and reviewed["dry_run"]
+    assert reviewed["distributed"]["partitions"] == 2
+
+
+@pytest.mark.neo4j
+def test_distributed_scores_on_the_neo4j_store(world: tuple[Path, str], tmp_path: Path,
+                                               neo4j_store: object,
+                                               bolt_settings: BoltSettings,
+                                               ray_cluster: int) -> None:
+    """The workers read their partitions from the Neo4j server and write back to it."""
+    from gnn import pipeline
+    from graph.neo4j_store import Neo4jStore
+    from loaders.load import LoadOptions, load_directory
+
+    assert isinstance(neo4j_store, Neo4jStore)
+    load_directory(neo4j_store, world[0].parent / "data",
+                   LoadOptions(quarantine_dir=tmp_path / "q"))
+    home = _copy(world, tmp_path / "neo")
+    b = bolt_settings
+    settings = Settings(home=home.home, store="neo4j", neo4j_uri=b.uri, neo4j_user=b.user,
+                        neo4j_password=b.password, neo4j_database=b.database)
+    pipeline.score_all(neo4j_store, settings.models_dir, world[1])
+    names = [*SCORES, "scored_at"]
+
+    def read() -> dict[str, np.ndarray]:
+        chunks = list(neo4j_store.export_nodes("User", names))
+        return {k: np.concatenate([c[k] for c in chunks]) for k in ["id", *names]}
+
+    reference = read()
+    run = distributed.score(settings, settings.models_dir, world[1], partitions=2,
+                            scored_at_ms=NOW)
+    got = read()
+    assert run.written == 700 and (got["scored_at"] == NOW).all()
+    assert got["id"].tolist() == reference["id"].tolist()
+    for name in SCORES:
+        np.testing.assert_allclose(got[name], reference[name], rtol=0, atol=1e-6)

@@ -12,6 +12,7 @@ from api.commands.common import (
     settings_for,
     store_for,
 )
+from api.commands.scale import add_distributed_options, score_distributed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default=None, help="model version (default: latest)")
     p.add_argument("--user", default=None, help="score only this user, on demand")
     p.add_argument("--explain", action="store_true", help="with --user: what drove it")
+    add_distributed_options(p)
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=score)
@@ -92,6 +94,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     from gnn import pipeline
+
+    if args.distributed and not args.user:
+        return score_distributed(args)
 
     with store_for(args) as store:
         if args.user:
