@@ -317,8 +317,9 @@ def schema_statements() -> dict[str, str]:
 
 # -- graph work in the database ------------------------------------------------------------
 # Linked accounts in one statement (graph.queries.linked_accounts_from_primitives is the
-# reference it must match). Each level is a CALL {} over the previous level's users,
-# with one typed pattern per link type, guarded by ``'TYPE' IN $via``:
+# reference it must match). Each level is a CALL {} over the previous level's users (the
+# frontier, all at once: a subquery per user cost more than the walk on ArcadeDB), with
+# one typed pattern per link type, guarded by ``'TYPE' IN $via``:
 #
 # * shared items: a user's ``$max_items`` smallest items of the type; an item with more
 #   than ``$max_item_users`` holders is a hub, cut by a COUNT {} subquery; every other
@@ -332,9 +333,12 @@ def schema_statements() -> dict[str, str]:
 # when $id is not a user.
 def _item_links(rt: RelType) -> str:
     return _fill_rel(
-        "CALL (u) { "
-        "MATCH (u)-[:__TYPE__]->(i:__DST__) WHERE '__TYPE__' IN $via "
-        "WITH DISTINCT u, i ORDER BY i.id LIMIT $max_items "
+        "CALL (frontier) { "
+        "UNWIND frontier AS fid "
+        "MATCH (u:__SRC__)-[:__TYPE__]->(i:__DST__) WHERE u.id = fid AND '__TYPE__' IN $via "
+        "WITH u, i ORDER BY i.id "
+        "WITH u, collect(DISTINCT i)[..$max_items] AS items "
+        "UNWIND items AS i "
         "WITH u, i WHERE COUNT { (i)<-[:__TYPE__]-(:__SRC__) } <= $max_item_users "
         "MATCH (i)<-[:__TYPE__]-(o:__SRC__) WHERE o.id <> u.id "
         "RETURN collect([u.id, '__TYPE__', '__DST__', i.id, o.id, 1]) AS __NAME__ "
@@ -345,21 +349,23 @@ def _item_links(rt: RelType) -> str:
 
 def _direct_links(rt: RelType) -> str:
     one_way = (
-        "CALL (u) { "
-        "MATCH (u)__ARROW__(o:User) WHERE '__TYPE__' IN $via "
-        "WITH o.id AS other, coalesce(r.id, '') AS key ORDER BY other, key "
-        "LIMIT $max_direct "
-        "RETURN collect(other) AS __SIDE__ "
+        "CALL (frontier) { "
+        "UNWIND frontier AS fid "
+        "MATCH (u:User)__ARROW__(o:User) WHERE u.id = fid AND '__TYPE__' IN $via "
+        "WITH u, o.id AS other, coalesce(r.id, '') AS key ORDER BY other, key "
+        "WITH u, collect(other)[..$max_direct] AS others "
+        "UNWIND others AS other "
+        "RETURN collect([u.id, other]) AS __SIDE__ "
         "} "
     )
     return _fill_rel(
-        "CALL (u) { "
+        "CALL (frontier) { "
         + one_way.replace("__ARROW__", "-[r:__TYPE__]->").replace("__SIDE__", "outs")
         + one_way.replace("__ARROW__", "<-[r:__TYPE__]-").replace("__SIDE__", "ins")
-        + "UNWIND outs + ins AS other "
-        "WITH u, other WHERE other <> u.id "
-        "WITH u, other, count(*) AS n "
-        "RETURN collect([u.id, '__TYPE__', 'User', other, other, n]) AS __NAME__ "
+        + "UNWIND outs + ins AS pair "
+        "WITH pair WHERE pair[0] <> pair[1] "
+        "WITH pair, count(*) AS n "
+        "RETURN collect([pair[0], '__TYPE__', 'User', pair[1], pair[1], n]) AS __NAME__ "
         "} ",
         rt,
     )
@@ -371,8 +377,6 @@ def _link_level(link_types: Iterable[str]) -> str:
     names = " + ".join(rt.type.lower() for rt in types)
     return (
         "CALL (frontier, seen) { "
-        "UNWIND frontier AS fid "
-        "MATCH (u:User) WHERE u.id = fid "
         + "".join(parts)
         + f"UNWIND {names} AS l "
         "WITH l WHERE NOT l[4] IN seen "
