@@ -137,9 +137,9 @@ def cluster(address: str | None, workers: int | None = None) -> Iterator[int]:
         yield int(ray.cluster_resources().get("CPU", 1))
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray starts its workers at niceness 15; on a machine shared with other work they then
-    # ran 3 to 10 times slower than the process that started them (bench/scale.py). A
-    # local cluster is started for this job alone, so its workers run at normal priority.
+    # Ray starts its workers at niceness 15: on a machine shared with other work they get
+    # a small share of the CPU, less than the process that started them. A local cluster
+    # is started for this job alone, so its workers run at normal priority.
     os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         if address:
