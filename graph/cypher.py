@@ -400,5 +400,6 @@ def _linked_accounts(depth: int) -> str:
     )
 
 
-# $id, $via (link types), $max_items, $max_item_users, $max_direct; by depth 1 to 4.
-LINKED_ACCOUNTS: dict[int, str] = {d: _linked_accounts(d) for d in range(1, 5)}
+# $id, $via (link types), $max_items, $max_item_users, $max_direct; depth 1 to 4 at
+# positions 0 to 3.
+LINKED_ACCOUNTS: tuple[str, ...] = tuple(_linked_accounts(d) for d in range(1, 5))

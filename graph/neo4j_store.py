@@ -421,9 +421,9 @@ class Neo4jStore:
     ) -> list[list[tuple[str, list[LinkRow]]]]:
         """Linked accounts in one statement and one read transaction (see
         graph.cypher.LINKED_ACCOUNTS)."""
-        statement = cypher.LINKED_ACCOUNTS.get(depth)
-        if statement is None:
+        if not 1 <= depth <= len(cypher.LINKED_ACCOUNTS):
             raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+        statement = cypher.LINKED_ACCOUNTS[depth - 1]
         params = {"id": user_id, "via": list(via), "max_item_users": max_item_users,
                   "max_items": max_items, "max_direct": max_direct}
 

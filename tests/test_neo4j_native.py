@@ -39,6 +39,13 @@ def test_linked_accounts_in_one_statement_equal_the_walk(
     assert nonempty > len(users)  # the graph links many users: the test compares something
 
 
+def test_linked_accounts_statements_are_filled_from_the_model() -> None:
+    assert len(cypher.LINKED_ACCOUNTS) == 4
+    for statement in cypher.LINKED_ACCOUNTS:
+        assert "__" not in statement  # every placeholder replaced
+        assert statement.count("'USES' IN $via") == cypher.LINKED_ACCOUNTS.index(statement) + 1
+
+
 def test_linked_accounts_of_an_unknown_user(neo4j_store: Neo4jStore) -> None:
     build_graph(neo4j_store, 1)
     with pytest.raises(NotFoundError):
