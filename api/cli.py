@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "api.commands.serve",
     "api.commands.gnn",
     "api.commands.demo",
+    "api.commands.scale",
 ]
 
 

@@ -68,6 +68,9 @@ class Settings:
     @property
     def audit_key_bytes(self) -> bytes | None:
         return self.audit_key.encode("utf-8") if self.audit_key else None
+    # The Ray cluster for `--distributed` batch work (api/distributed.py): an address
+    # such as ray://head:10001 or "auto"; None starts a local cluster per command.
+    cluster: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +100,7 @@ class Settings:
             metrics_dir=(Path(env["RISKGRAPH_METRICS_DIR"])
                          if env.get("RISKGRAPH_METRICS_DIR") else None),
             audit_key=_audit_key(env.get("RISKGRAPH_AUDIT_KEY")),
+            cluster=env.get("RISKGRAPH_CLUSTER") or None,
         )
 
     def with_store(self, store: str | None) -> Settings:

@@ -229,18 +229,36 @@ NODE_IDS: dict[str, str] = _per_label(
 # Relationships at each node in $ids for each entry of $plan ({type, dir}; "out": the
 # node is the source), at most $limit per node and entry, smallest (other id, key) first.
 # One statement for every type asked, so a query costs one round trip, not one per type;
-# the types arrive as values and are checked against graph.model by the caller.
-ADJACENT: dict[str, str] = _per_label(
-    "UNWIND $ids AS i MATCH (n:__LABEL__) WHERE n.id = i "
-    "UNWIND $plan AS p "
-    "CALL (n, p) { "
-    "MATCH (n)-[r]-(m) "
-    "WHERE type(r) = p.type "
-    "AND CASE p.dir WHEN 'out' THEN startNode(r) = n ELSE endNode(r) = n END "
-    "RETURN m.id AS other, coalesce(r.id, '') AS key ORDER BY other, key LIMIT $limit "
-    "} "
-    "RETURN n.id AS id, p.type AS type, p.dir AS dir, other, key"
-)
+# the types arrive as values and are checked against graph.model by the caller. Each
+# (type, direction) that can end at the label is its own typed pattern, guarded by the
+# plan entry, so the server expands only the relationships asked for (an untyped
+# pattern filtered by type afterwards would walk all of a user's payments too).
+def _adjacent(label: str) -> str:
+    branches = []
+    for rt in REL_TYPES.values():
+        for d, end, arrow in (("out", rt.src, "-[r:__TYPE__]->(m:__DST__)"),
+                              ("in", rt.dst, "<-[r:__TYPE__]-(m:__SRC__)")):
+            if end != label:
+                continue
+            branches.append(_fill_rel(
+                f"WITH n, p WHERE p.type = '__TYPE__' AND p.dir = '{d}' "
+                f"MATCH (n){arrow} "
+                "RETURN m.id AS other, coalesce(r.id, '') AS key "
+                "ORDER BY other, key LIMIT $limit ",
+                rt,
+            ))
+    if not branches:  # a label no relationship ends at: nothing to expand
+        branches = ["WITH n, p WHERE false RETURN '' AS other, '' AS key "]
+    return _fill_label(
+        "UNWIND $ids AS i MATCH (n:__LABEL__) WHERE n.id = i "
+        "UNWIND $plan AS p "
+        "CALL (n, p) { " + "UNION ALL ".join(branches) + "} "
+        "RETURN n.id AS id, p.type AS type, p.dir AS dir, other, key",
+        label,
+    )
+
+
+ADJACENT: dict[str, str] = {label: _adjacent(label) for label in NODE_TYPES}
 # Relationships of one type at each node in $ids, with their properties, at most $limit
 # per node, smallest (other id, key) first. "out": the node is the source.
 RELATIONSHIPS_OUT: dict[str, str] = _per_type(
@@ -265,18 +283,123 @@ COUNT_NODES: dict[str, str] = _per_label("MATCH (n:__LABEL__) RETURN count(n) AS
 COUNT_RELATIONSHIPS: dict[str, str] = _per_type(
     "MATCH ()-[r:__TYPE__]->() RETURN count(r) AS n"
 )
-# Keyset pages: $after (exclusive), $limit, $props (property names to return).
+# Whole-table exports: one statement each, sorted once by the server and streamed (the
+# driver pulls a fetch-size of records at a time) in one read transaction. Keyset pages
+# (ORDER BY ... LIMIT from a cursor) re-sorted the rest of the table for every page.
+# Nodes with $lo < id (and id <= $hi unless $hi is null): the whole label with
+# $lo = "", or one id-range partition. $props: the property names to return.
 EXPORT_NODES: dict[str, str] = _per_label(
-    "MATCH (n:__LABEL__) WHERE n.id > $after "
+    "MATCH (n:__LABEL__) WHERE n.id > $lo AND ($hi IS NULL OR n.id <= $hi) "
     "RETURN n.id AS id, [k IN $props | n[k]] AS vals "
-    "ORDER BY id LIMIT $limit"
+    "ORDER BY id"
 )
-# Keyset pages over (src, dst, key): $src, $dst, $key (exclusive), $limit, $props.
+# Every relationship of a type, ordered by (src, dst, key); $props as above.
 EXPORT_RELATIONSHIPS: dict[str, str] = _per_type(
-    "MATCH (a:__SRC__) WHERE a.id >= $src "
-    "MATCH (a)-[r:__TYPE__]->(b:__DST__) "
-    "WITH a.id AS src, b.id AS dst, coalesce(r.id, '') AS key, r "
-    "WHERE src > $src OR (src = $src AND (dst > $dst OR (dst = $dst AND key > $key))) "
-    "RETURN src, dst, key, [k IN $props | r[k]] AS vals "
-    "ORDER BY src, dst, key LIMIT $limit"
+    "MATCH (a:__SRC__)-[r:__TYPE__]->(b:__DST__) "
+    "RETURN a.id AS src, b.id AS dst, coalesce(r.id, '') AS key, "
+    "[k IN $props | r[k]] AS vals "
+    "ORDER BY src, dst, key"
 )
+
+# -- schema, only what is missing ----------------------------------------------------------
+# Names of the constraints and indexes the server has; the store creates the others.
+SCHEMA_NAMES_CONSTRAINTS = "SHOW CONSTRAINTS YIELD name RETURN collect(name) AS names"
+SCHEMA_NAMES_INDEXES = "SHOW INDEXES YIELD name RETURN collect(name) AS names"
+
+
+def schema_statements() -> dict[str, str]:
+    """Every DDL statement, by the name of the constraint or index it creates."""
+    out = {label.lower() + "_id": s for label, s in CREATE_NODE_ID_CONSTRAINT.items()}
+    for t, statements in CREATE_REL_INDEXES.items():
+        out[t.lower() + "_id"], out[t.lower() + "_ts"] = statements
+    return out
+
+
+# -- graph work in the database ------------------------------------------------------------
+# Linked accounts in one statement (graph.queries.linked_accounts_from_primitives is the
+# reference it must match). Each level is a CALL {} over the previous level's users (the
+# frontier, all at once: a subquery per user cost more than the walk on ArcadeDB), with
+# one typed pattern per link type, guarded by ``'TYPE' IN $via``:
+#
+# * shared items: a user's ``$max_items`` smallest items of the type; an item with more
+#   than ``$max_item_users`` holders is a hub, cut by a COUNT {} subquery; every other
+#   holder is linked.
+# * direct links: ``$max_direct`` relationships per user, type and direction, smallest
+#   (other id, key) first; a pair counts its relationships of the type.
+#
+# A link row is [from user, type, item label, item id, other user, count]. Users
+# already reached (``seen``) are dropped; the rest of a level becomes the next level.
+# Returns one record, ``levels``: per level, [[user, [link, ...]], ...]; no record
+# when $id is not a user.
+def _item_links(rt: RelType) -> str:
+    return _fill_rel(
+        "CALL (frontier) { "
+        "UNWIND frontier AS fid "
+        "MATCH (u:__SRC__)-[:__TYPE__]->(i:__DST__) WHERE u.id = fid AND '__TYPE__' IN $via "
+        "WITH u, i ORDER BY i.id "
+        "WITH u, collect(DISTINCT i)[..$max_items] AS items "
+        "UNWIND items AS i "
+        "WITH u, i WHERE COUNT { (i)<-[:__TYPE__]-(:__SRC__) } <= $max_item_users "
+        "MATCH (i)<-[:__TYPE__]-(o:__SRC__) WHERE o.id <> u.id "
+        "RETURN collect([u.id, '__TYPE__', '__DST__', i.id, o.id, 1]) AS __NAME__ "
+        "} ",
+        rt,
+    )
+
+
+def _direct_links(rt: RelType) -> str:
+    one_way = (
+        "CALL (frontier) { "
+        "UNWIND frontier AS fid "
+        "MATCH (u:User)__ARROW__(o:User) WHERE u.id = fid AND '__TYPE__' IN $via "
+        "WITH u, o.id AS other, coalesce(r.id, '') AS key ORDER BY other, key "
+        "WITH u, collect(other)[..$max_direct] AS others "
+        "UNWIND others AS other "
+        "RETURN collect([u.id, other]) AS __SIDE__ "
+        "} "
+    )
+    return _fill_rel(
+        "CALL (frontier) { "
+        + one_way.replace("__ARROW__", "-[r:__TYPE__]->").replace("__SIDE__", "outs")
+        + one_way.replace("__ARROW__", "<-[r:__TYPE__]-").replace("__SIDE__", "ins")
+        + "UNWIND outs + ins AS pair "
+        "WITH pair WHERE pair[0] <> pair[1] "
+        "WITH pair, count(*) AS n "
+        "RETURN collect([pair[0], '__TYPE__', 'User', pair[1], pair[1], n]) AS __NAME__ "
+        "} ",
+        rt,
+    )
+
+
+def _link_level(link_types: Iterable[str]) -> str:
+    types = [REL_TYPES[t] for t in link_types]
+    parts = [_direct_links(rt) if rt.dst == "User" else _item_links(rt) for rt in types]
+    names = " + ".join(rt.type.lower() for rt in types)
+    return (
+        "CALL (frontier, seen) { "
+        + "".join(parts)
+        + f"UNWIND {names} AS l "
+        "WITH l WHERE NOT l[4] IN seen "
+        "WITH l[4] AS other, collect(l) AS links "
+        "RETURN collect([other, links]) AS level "
+        "} "
+        "WITH levels + [level] AS levels, seen + [x IN level | x[0]] AS seen, "
+        "[x IN level | x[0]] AS frontier "
+    )
+
+
+def _linked_accounts(depth: int) -> str:
+    from graph.model import SHARED_ITEM_RELS, USER_USER_RELS
+
+    level = _link_level(SHARED_ITEM_RELS + USER_USER_RELS)
+    return (
+        "MATCH (root:User) WHERE root.id = $id "
+        "WITH [root.id] AS seen, [root.id] AS frontier, [] AS levels "
+        + level * depth
+        + "RETURN levels"
+    )
+
+
+# $id, $via (link types), $max_items, $max_item_users, $max_direct; depth 1 to 4 at
+# positions 0 to 3.
+LINKED_ACCOUNTS: tuple[str, ...] = tuple(_linked_accounts(d) for d in range(1, 5))

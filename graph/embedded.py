@@ -561,6 +561,21 @@ class EmbeddedStore:
         cur = self._conn().execute(f"SELECT {cols} FROM {_ntable(label)} ORDER BY id")
         yield from _stream(cur, ["id"], list(properties), kinds, batch_size)
 
+    def export_node_range(
+        self, label: str, properties: Sequence[str], lo: str | None, hi: str | None,
+        batch_size: int = 100_000,
+    ) -> Iterator[dict[str, Any]]:
+        nt = node_type(label)
+        bad = [p for p in properties if p not in nt.properties]
+        if bad:
+            raise InvalidBatchError(f"{label} has no properties {bad}")
+        kinds = [nt.properties[p] for p in properties]
+        cols = ", ".join(["id", *(_q(p) for p in properties)])
+        cur = self._conn().execute(
+            f"SELECT {cols} FROM {_ntable(label)} WHERE id > ? AND (? IS NULL OR id <= ?) "
+            "ORDER BY id", (lo or "", hi, hi))
+        yield from _stream(cur, ["id"], list(properties), kinds, batch_size)
+
     def export_relationships(
         self, rel_type_: str, properties: Sequence[str], batch_size: int = 100_000
     ) -> Iterator[dict[str, Any]]:

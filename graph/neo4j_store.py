@@ -34,6 +34,7 @@ from graph.batch import (
 from graph.errors import (
     GraphError,
     InvalidBatchError,
+    NotFoundError,
     RiskGraphError,
     StoreUnavailableError,
     StoreWriteError,
@@ -49,7 +50,7 @@ from graph.model import (
     node_type,
     rel_type,
 )
-from graph.store import Adjacency, Columns, Direction, WriteResult
+from graph.store import Adjacency, Columns, Direction, LinkRow, WriteResult
 
 T = TypeVar("T")
 WriteForm = Literal["merge", "split"]
@@ -102,9 +103,11 @@ class Neo4jStore:
     ``driver`` comes from ``connect``; with ``owns_driver`` the store closes it on
     ``close()``. ``batch_size`` is the number of rows per ``UNWIND`` statement.
     ``form`` is the upsert form (see ``write_form``); ``"auto"`` asks the server on the
-    first write. A batch of fewer than ``split_min_rows`` rows is always merged: the split
-    form sends two statements, which costs more than it saves on a single row (on ArcadeDB,
-    one row takes about 1.2 ms merged and 1.6 ms split).
+    first write. ``export_fetch_size`` is how many records a whole-table export pulls
+    per round trip (the driver's default is 1,000). A batch of fewer than
+    ``split_min_rows`` rows is always merged: the split form sends two statements,
+    which costs more than it saves on a single row (on ArcadeDB, one row takes about
+    1.2 ms merged and 1.6 ms split).
     """
 
     name = "neo4j"
@@ -118,6 +121,7 @@ class Neo4jStore:
         max_attempts: int = 5,
         form: Literal["auto", "merge", "split"] = "auto",
         split_min_rows: int = 2,
+        export_fetch_size: int = 20_000,
     ) -> None:
         if batch_size < 1:
             raise InvalidBatchError(f"batch_size must be at least 1, got {batch_size}")
@@ -134,6 +138,7 @@ class Neo4jStore:
         self.max_attempts = max_attempts
         self._form: WriteForm | None = None if form == "auto" else form
         self.split_min_rows = split_min_rows
+        self.export_fetch_size = export_fetch_size
         self._closed = False
 
     def __repr__(self) -> str:
@@ -151,12 +156,25 @@ class Neo4jStore:
 
     # -- lifecycle ---------------------------------------------------------------------
     def init(self) -> None:
-        statements = list(cypher.CREATE_NODE_ID_CONSTRAINT.values())
-        for indexes in cypher.CREATE_REL_INDEXES.values():
-            statements.extend(indexes)
+        """Create the constraints and indexes the server lacks. One read of their names
+        (two statements) when all exist, as they do after the first run: every
+        command opens the store, and sending the 11 DDL statements each time cost more
+        than many commands' own work."""
+        wanted = cypher.schema_statements()
+
+        def names(tx: neo4j.ManagedTransaction) -> set[str]:
+            found: set[str] = set()
+            for statement in (cypher.SCHEMA_NAMES_CONSTRAINTS, cypher.SCHEMA_NAMES_INDEXES):
+                found.update(_single(tx.run(statement), "names", []))
+            return found
+
+        existing = self._read("reading constraints and indexes", names)
+        missing = [s for name, s in wanted.items() if name not in existing]
+        if not missing:
+            return
         with self._translated("creating constraints and indexes", GraphError):
             with self._session() as session:
-                for statement in statements:
+                for statement in missing:
                     session.run(statement).consume()
 
     def close(self) -> None:
@@ -397,6 +415,28 @@ class Neo4jStore:
 
         return self._read(f"listing {label} ids", work)
 
+    def linked_levels(
+        self, user_id: str, depth: int, via: Sequence[str], max_item_users: int,
+        max_items: int, max_direct: int,
+    ) -> list[list[tuple[str, list[LinkRow]]]]:
+        """Linked accounts in one statement and one read transaction (see
+        graph.cypher.LINKED_ACCOUNTS)."""
+        if not 1 <= depth <= len(cypher.LINKED_ACCOUNTS):
+            raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
+        statement = cypher.LINKED_ACCOUNTS[depth - 1]
+        params = {"id": user_id, "via": list(via), "max_item_users": max_item_users,
+                  "max_items": max_items, "max_direct": max_direct}
+
+        def work(tx: neo4j.ManagedTransaction) -> Any:
+            record = tx.run(statement, params).single()
+            return None if record is None else record["levels"]
+
+        levels = self._read("finding linked accounts", work)
+        if levels is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        return [[(user, [(a, b, c, d, e, int(n)) for a, b, c, d, e, n in links])
+                 for user, links in level] for level in levels]
+
     def adjacent(
         self,
         label: str,
@@ -481,30 +521,26 @@ class Neo4jStore:
     def export_nodes(
         self, label: str, properties: Sequence[str], batch_size: int = 100_000
     ) -> Iterator[dict[str, Any]]:
+        return self.export_node_range(label, properties, None, None, batch_size)
+
+    def export_node_range(
+        self, label: str, properties: Sequence[str], lo: str | None, hi: str | None,
+        batch_size: int = 100_000,
+    ) -> Iterator[dict[str, Any]]:
         kinds = _property_kinds(label, node_type(label).properties, properties)
         _check_page_size(batch_size)
-        return self._export_nodes(label, kinds, batch_size)
+        return self._export_nodes(label, kinds, lo, hi, batch_size)
 
     def _export_nodes(
-        self, label: str, kinds: dict[str, PropType], batch_size: int
+        self, label: str, kinds: dict[str, PropType], lo: str | None, hi: str | None,
+        batch_size: int,
     ) -> Iterator[dict[str, Any]]:
-        statement = cypher.EXPORT_NODES[label]
-        names = list(kinds)
-        after = ""
-        while True:
-            def page(tx: neo4j.ManagedTransaction, after: str = after) -> list[Any]:
-                return list(tx.run(statement, after=after, limit=batch_size, props=names))
-
-            records = self._read(f"exporting {label} nodes", page)
-            if not records:
-                return
-            ids = [rec["id"] for rec in records]
-            chunk: dict[str, Any] = {"id": _objects(ids)}
+        params = {"lo": lo or "", "hi": hi, "props": list(kinds)}
+        for records in self._stream(f"exporting {label} nodes", cypher.EXPORT_NODES[label],
+                                    params, batch_size):
+            chunk: dict[str, Any] = {"id": _objects([rec["id"] for rec in records])}
             chunk.update(_columns(kinds, [rec["vals"] for rec in records]))
             yield chunk
-            if len(records) < batch_size:
-                return
-            after = ids[-1]
 
     def export_relationships(
         self, rel_type: str, properties: Sequence[str], batch_size: int = 100_000
@@ -528,16 +564,8 @@ class Neo4jStore:
         self, rt: RelType, kinds: dict[str, PropType], batch_size: int
     ) -> Iterator[dict[str, Any]]:
         statement = cypher.EXPORT_RELATIONSHIPS[rt.type]
-        names = list(kinds)
-        last = ("", "", "")
-        while True:
-            def page(tx: neo4j.ManagedTransaction, last: tuple[str, str, str] = last) -> list[Any]:
-                return list(tx.run(statement, src=last[0], dst=last[1], key=last[2],
-                                   limit=batch_size, props=names))
-
-            records = self._read(f"exporting {rt.type} relationships", page)
-            if not records:
-                return
+        for records in self._stream(f"exporting {rt.type} relationships", statement,
+                                    {"props": list(kinds)}, batch_size):
             chunk: dict[str, Any] = {
                 "src": _objects([rec["src"] for rec in records]),
                 "dst": _objects([rec["dst"] for rec in records]),
@@ -545,10 +573,27 @@ class Neo4jStore:
             }
             chunk.update(_columns(kinds, [rec["vals"] for rec in records]))
             yield chunk
-            if len(records) < batch_size:
-                return
-            tail = records[-1]
-            last = (tail["src"], tail["dst"], tail["key"])
+
+    def _stream(self, doing: str, statement: str, params: dict[str, Any], batch_size: int
+                ) -> Iterator[list[neo4j.Record]]:
+        """A statement's records, ``batch_size`` at a time, from one read transaction:
+        the table is read once, as of that transaction (what Neo4j's read-committed
+        isolation gives one statement), and never re-sorted per page. The driver pulls
+        ``export_fetch_size`` records per round trip. An export is not retried: a
+        server restart in the middle of it raises, and the export is run again."""
+        with self._translated(doing, GraphError):
+            with self._driver.session(database=self.database,
+                                      default_access_mode=neo4j.READ_ACCESS,
+                                      fetch_size=self.export_fetch_size) as session:
+                with session.begin_transaction() as tx:
+                    page: list[neo4j.Record] = []
+                    for record in tx.run(statement, params):
+                        page.append(record)
+                        if len(page) >= batch_size:
+                            yield page
+                            page = []
+                    if page:
+                        yield page
 
     # -- transactions and errors ------------------------------------------------------------
     def _write_form(self, rows: int) -> WriteForm:

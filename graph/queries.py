@@ -30,7 +30,7 @@ from graph import linkindex
 from graph import rings as rings_pass
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.store import Adjacency, GraphStore
+from graph.store import Adjacency, GraphStore, LinkedInDatabase, LinkRow
 from graph.types import (
     DEFAULT_MAX_ITEM_USERS,
     LINK_TYPES,
@@ -120,12 +120,28 @@ def linked_accounts(
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
     chosen = check_via(via)
+    if isinstance(store, LinkedInDatabase):  # one statement on the server (Neo4j)
+        return _ranked_levels(store.linked_levels(
+            user_id, depth, chosen, max_item_users, MAX_ITEMS_PER_USER,
+            MAX_DIRECT_LINKS_PER_USER), limit)
     index = linkindex.fresh_index(store)
     if index is not None:
         found = index.linked_accounts(user_id, depth, chosen, max_item_users, limit)
         if found is not None:
             return found
     return linked_accounts_from_primitives(store, user_id, depth, chosen, max_item_users, limit)
+
+
+def _ranked_levels(levels: list[list[tuple[str, list[LinkRow]]]], limit: int | None
+                   ) -> list[LinkedAccount]:
+    """``LinkedInDatabase.linked_levels`` as ranked LinkedAccounts, links in the order
+    the reference gives them."""
+    found = [LinkedAccount(user, d, sorted((Link(rt, label, item, src, n)
+                                            for src, rt, label, item, _, n in links),
+                                           key=lambda lk: (lk.from_user, lk)))
+             for d, level in enumerate(levels, 1) for user, links in level]
+    ranked = sorted(found, key=lambda a: (a.depth, -a.strength, a.user_id))
+    return ranked[:limit] if limit is not None else ranked
 
 
 def linked_accounts_from_primitives(

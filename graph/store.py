@@ -126,6 +126,13 @@ class GraphStore(Protocol):
         property (float64 with NaN for numbers, timestamps and booleans; object with
         None for strings)."""
 
+    def export_node_range(
+        self, label: str, properties: Sequence[str], lo: str | None, hi: str | None,
+        batch_size: int = 100_000,
+    ) -> Iterator[dict[str, Any]]:
+        """As ``export_nodes``, for the nodes with ``lo < id <= hi`` (no bound where
+        None): one id-range partition of a label, for workers that each read one."""
+
     def export_relationships(
         self, rel_type: str, properties: Sequence[str], batch_size: int = 100_000
     ) -> Iterator[dict[str, Any]]:
@@ -138,6 +145,26 @@ class GraphStore(Protocol):
         """As ``export_relationships``, with only the named columns (any of ``src``,
         ``dst``, ``id`` and the type's properties): a whole-graph export that needs two
         of them reads a fraction of the values."""
+
+
+# One link as a store answers it in the database: (from user, relationship type, item
+# label ("User" for direct links), item id (the other user's for direct links), other
+# user, relationships between the pair (1 for shared items)).
+LinkRow = tuple[str, str, str, str, str, int]
+
+
+@runtime_checkable
+class LinkedInDatabase(Protocol):
+    """A store that answers linked accounts in one statement on its server (the Neo4j
+    store), instead of a walk over ``adjacent``. graph.queries defines the answer;
+    ``linked_accounts_from_primitives`` is the reference it must equal."""
+
+    def linked_levels(
+        self, user_id: str, depth: int, via: Sequence[str], max_item_users: int,
+        max_items: int, max_direct: int,
+    ) -> list[list[tuple[str, list[LinkRow]]]]:
+        """Per level (1 to ``depth``), the users first reached there, each with its
+        links from the previous level; raises NotFoundError for an unknown user."""
 
 
 def get_node(store: GraphStore, label: str, id_: str) -> Node | None:

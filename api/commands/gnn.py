@@ -13,6 +13,7 @@ from api.commands.common import (
     settings_for,
     store_for,
 )
+from api.commands.scale import add_distributed_options, score_distributed
 from graph.errors import NotFoundError, RiskGraphError
 
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", action="store_true", help="with --user: what drove it")
     p.add_argument("--no-save", action="store_true",
                    help="with --user: show the scores without storing them")
+    add_distributed_options(p)
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(func=score)
@@ -107,6 +109,9 @@ def score(args: argparse.Namespace) -> int:
         opt = "--explain" if args.explain else "--no-save"
         raise ScoreUsageError(f"{opt} needs --user ID: it applies to one user scored on "
                               "demand (without --user, score rescores every user)")
+    if args.distributed and not args.user:
+        return score_distributed(args)
+
     with store_for(args) as store:
         if args.user:
             if store.get_nodes("User", [args.user])[0] is None:

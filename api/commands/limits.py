@@ -15,6 +15,7 @@ from api.commands.common import (
     settings_for,
     store_for,
 )
+from api.commands.scale import add_distributed_options, review_distributed
 from api.limits_service import LimitsService
 from graph.errors import NotFoundError
 from graph.store import GraphStore
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "process alone records and writes")
     p.add_argument("--counterfactuals", action="store_true",
                    help="also search what would change each decision (slow; off in bulk)")
+    add_distributed_options(p)
     _common(p)
     p.set_defaults(func=review)
 
@@ -163,6 +165,8 @@ def _date(ms: int) -> str:
 def review(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.distributed:
+        return review_distributed(args)
     with store_for(args) as store:
         total = store.counts()["nodes"]["User"]
         svc = _service(args, store)
