@@ -97,7 +97,7 @@ class EmbeddedStore:
     def link_index(self) -> linkindex.LinkIndex | None:
         """The store's link index when one exists and matches the data, else None: the
         optional capability graph/queries.py asks for (graph/linkindex.py)."""
-        return linkindex.fresh_index(self)
+        return linkindex.current(self)
 
     # -- connections -------------------------------------------------------------
     @property

@@ -671,13 +671,15 @@ class LinkIndexed(Protocol):
     def link_index(self) -> LinkIndex | None: ...
 
 
-def of(store: object) -> LinkIndex | None:
-    """The store's current link index, when it offers the capability and has one."""
+def fresh_index(store: object) -> LinkIndex | None:
+    """The store's link index when the store offers the capability and its index exists
+    and matches the data, else None (any other store)."""
     return store.link_index() if isinstance(store, LinkIndexed) else None
 
 
-def fresh_index(store: IndexedStore) -> LinkIndex | None:
-    """The store's link index when it exists and matches the data, else None."""
+def current(store: IndexedStore) -> LinkIndex | None:
+    """What the embedded store's ``link_index`` answers: its index when it exists and
+    matches the data, else None."""
     try:
         return _handle(store).fresh()
     except sqlite3.Error:

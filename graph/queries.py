@@ -120,7 +120,7 @@ def linked_accounts(
     if depth < 1 or depth > 4:
         raise InvalidBatchError(f"depth must be between 1 and 4, got {depth}")
     chosen = check_via(via)
-    index = linkindex.of(store)
+    index = linkindex.fresh_index(store)
     if index is not None:
         found = index.linked_accounts(user_id, depth, chosen, max_item_users, limit)
         if found is not None:
@@ -186,7 +186,7 @@ def linked_accounts_many(
         u: NotFoundError(f"no user with id {u!r}") for u in missing
     }
     sources = [u for u in uniq if u not in missing]
-    index = linkindex.of(store)
+    index = linkindex.fresh_index(store)
     if index is not None:  # the embedded store's link index: no store call at all
         answered = {s: index.linked_accounts(s, depth, chosen, max_item_users)
                     for s in sources}
@@ -341,7 +341,7 @@ def _indexed_links(store: GraphStore, users: Sequence[str],
                    max_item_users: int = DEFAULT_MAX_ITEM_USERS) -> list[tuple[str, Link, str]]:
     """``user_links`` over every link type, from the store's link index when it has a
     current one that holds the users (the same answer, without walking the store)."""
-    index = linkindex.of(store)
+    index = linkindex.fresh_index(store)
     found = index.user_links(users, LINK_TYPES, max_item_users) if index is not None else None
     return found if found is not None else user_links(store, users, LINK_TYPES, max_item_users)
 
