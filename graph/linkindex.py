@@ -60,16 +60,16 @@ import numpy as np
 
 from graph.errors import GraphError, StoreUnavailableError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.sqlnames import LINK_GENERATION_TABLE
-from graph.sqlnames import node_table as _ntable
-from graph.sqlnames import rel_table as _rtable
-from graph.types import (
+from graph.results import (
     LINK_TYPES,
     MAX_DIRECT_LINKS_PER_USER,
     MAX_ITEMS_PER_USER,
     Link,
     LinkedAccount,
 )
+from graph.sqlnames import LINK_GENERATION_TABLE
+from graph.sqlnames import node_table as _ntable
+from graph.sqlnames import rel_table as _rtable
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,7 @@ from graph import linkindex
 from graph import rings as rings_pass
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.store import Adjacency, GraphStore
-from graph.types import (
+from graph.results import (
     DEFAULT_MAX_ITEM_USERS,
     LINK_TYPES,
     MAX_DIRECT_LINKS_PER_USER,
@@ -44,6 +43,7 @@ from graph.types import (
     SharedItem,
     Subgraph,
 )
+from graph.store import Adjacency, GraphStore
 
 __all__ = [
     "DEFAULT_MAX_ITEM_USERS", "LINK_TYPES", "MAX_DIRECT_LINKS_PER_USER", "MAX_ITEMS_PER_USER",

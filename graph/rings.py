@@ -39,8 +39,8 @@ import numpy as np
 
 from graph.errors import InvalidBatchError
 from graph.model import SHARED_ITEM_RELS
+from graph.results import DEFAULT_MAX_ITEM_USERS
 from graph.store import GraphStore
-from graph.types import DEFAULT_MAX_ITEM_USERS
 
 DAY_MS = 86_400_000
 RING_PROPS: tuple[str, ...] = ("ring_id", "ring_kind", "ring_size", "ring_suspicion",
