@@ -37,8 +37,8 @@ from typing import Any
 from graph import queries
 from graph.errors import NotFoundError
 from graph.model import CREDIT_PROPERTIES, SCORE_PROPERTIES, Node
+from graph.results import RingMembership
 from graph.store import GraphStore
-from graph.types import RingMembership
 from limits.audit import AuditLog
 from limits.bulk import Outcome, decide_outcomes, init_worker, outcome_of, worker_outcomes
 from limits.counterfactuals import decide_with_counterfactuals

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from graph import linkindex
 from graph.batch import NormalisedBatch, gc_paused, normalise_nodes, normalise_relationships
 from graph.errors import InvalidBatchError, StoreUnavailableError, StoreWriteError
 from graph.model import (
@@ -45,6 +46,7 @@ from graph.model import (
     node_type,
     rel_type,
 )
+from graph.sqlnames import LINK_GENERATION_TABLE, node_table, quote, rel_table
 from graph.store import Adjacency, Columns, Direction, WriteResult
 
 log = logging.getLogger(__name__)
@@ -59,10 +61,6 @@ _SQL_TYPE = {
 _CHUNK = 20_000  # ids per IN (...) list
 _UNION_MAX = 128  # subqueries per compound statement (SQLite allows 500)
 _BULK_MIN_ROWS = 500_000  # below this, index upkeep during a load is cheap enough
-# The link generation: a counter raised in the same transaction as every write of a
-# relationship type that links accounts, and by clear(). A link index (graph/linkindex.py)
-# built at one generation answers only while the counter still has that value.
-LINK_GENERATION_TABLE = "riskgraph_link_generation"
 _LINKING = frozenset(SHARED_ITEM_RELS + USER_USER_RELS)
 _BUMP_SQL = f'UPDATE "{LINK_GENERATION_TABLE}" SET value = value + 1 WHERE id = 0'
 
@@ -77,19 +75,7 @@ def _bounded_sql(type_: str, end: str, width: int) -> str:
     return " UNION ALL ".join([one] * width)
 
 
-def _q(name: str) -> str:
-    """A table or column name from the model, quoted (never user input)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _ntable(label: str) -> str:
-    node_type(label)
-    return _q("n_" + label)
-
-
-def _rtable(type_: str) -> str:
-    rel_type(type_)
-    return _q("r_" + type_)
+_q, _ntable, _rtable = quote, node_table, rel_table
 
 
 # SQLite result codes (and their extended forms) that mean the file is damaged or
@@ -113,6 +99,11 @@ class EmbeddedStore:
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r})"
+
+    def link_index(self) -> linkindex.LinkIndex | None:
+        """The store's link index when one exists and matches the data, else None: the
+        optional capability graph/queries.py asks for (graph/linkindex.py)."""
+        return linkindex.current(self)
 
     # -- connections -------------------------------------------------------------
     @property

@@ -54,20 +54,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from graph.embedded import LINK_GENERATION_TABLE, EmbeddedStore, _ntable, _rtable
 from graph.errors import GraphError, StoreUnavailableError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.types import (
+from graph.results import (
     LINK_TYPES,
     MAX_DIRECT_LINKS_PER_USER,
     MAX_ITEMS_PER_USER,
     Link,
     LinkedAccount,
 )
+from graph.sqlnames import LINK_GENERATION_TABLE
+from graph.sqlnames import node_table as _ntable
+from graph.sqlnames import rel_table as _rtable
 
 log = logging.getLogger(__name__)
 
@@ -544,7 +546,7 @@ def _complete(directory: Path) -> list[Path]:
 class _Handle:
     """The index of one EmbeddedStore object: loaded lazily, checked on every query."""
 
-    def __init__(self, store: EmbeddedStore) -> None:
+    def __init__(self, store: IndexedStore) -> None:
         self.db_file = store.db_file
         self.directory = store.path / DIR_NAME
         self.index: LinkIndex | None = None
@@ -638,11 +640,11 @@ def _incomplete(directory: Path, keep: Path) -> list[Path]:
         return []
 
 
-_handles: weakref.WeakKeyDictionary[EmbeddedStore, _Handle] = weakref.WeakKeyDictionary()
+_handles: weakref.WeakKeyDictionary[IndexedStore, _Handle] = weakref.WeakKeyDictionary()
 _handles_lock = threading.Lock()
 
 
-def _handle(store: EmbeddedStore) -> _Handle:
+def _handle(store: IndexedStore) -> _Handle:
     h = _handles.get(store)
     if h is None or h.db_file != store.db_file:
         with _handles_lock:
@@ -652,21 +654,43 @@ def _handle(store: EmbeddedStore) -> _Handle:
     return h
 
 
+class IndexedStore(Protocol):
+    """What a link index needs of its store: the database file and the data directory
+    (the embedded store)."""
+
+    path: Path
+
+    @property
+    def db_file(self) -> Path: ...
+
+
+@runtime_checkable
+class LinkIndexed(Protocol):
+    """A store with the optional link-index capability (the embedded store)."""
+
+    def link_index(self) -> LinkIndex | None: ...
+
+
 def fresh_index(store: object) -> LinkIndex | None:
-    """The store's link index when it exists and matches the data, else None."""
-    if not isinstance(store, EmbeddedStore):
-        return None
+    """The store's link index when the store offers the capability and its index exists
+    and matches the data, else None (any other store)."""
+    return store.link_index() if isinstance(store, LinkIndexed) else None
+
+
+def current(store: IndexedStore) -> LinkIndex | None:
+    """What the embedded store's ``link_index`` answers: its index when it exists and
+    matches the data, else None."""
     try:
         return _handle(store).fresh()
     except sqlite3.Error:
         return None
 
 
-def refresh(store: EmbeddedStore) -> LinkIndex:
+def refresh(store: IndexedStore) -> LinkIndex:
     """Build the store's link index now, save it next to the database and use it."""
     return _handle(store).refresh()
 
 
-def set_background_rebuild(store: EmbeddedStore, enabled: bool) -> None:
+def set_background_rebuild(store: IndexedStore, enabled: bool) -> None:
     """Whether a stale index of this store is rebuilt in a background thread."""
     _handle(store).background = enabled

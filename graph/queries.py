@@ -30,8 +30,7 @@ from graph import linkindex
 from graph import rings as rings_pass
 from graph.errors import InvalidBatchError, NotFoundError
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
-from graph.store import Adjacency, GraphStore, LinkedInDatabase, LinkRow
-from graph.types import (
+from graph.results import (
     DEFAULT_MAX_ITEM_USERS,
     LINK_TYPES,
     MAX_DIRECT_LINKS_PER_USER,
@@ -44,6 +43,7 @@ from graph.types import (
     SharedItem,
     Subgraph,
 )
+from graph.store import Adjacency, GraphStore, LinkedInDatabase, LinkRow
 
 __all__ = [
     "DEFAULT_MAX_ITEM_USERS", "LINK_TYPES", "MAX_DIRECT_LINKS_PER_USER", "MAX_ITEMS_PER_USER",
@@ -312,7 +312,7 @@ def ring_exposure(store: GraphStore, user_id: str, props: Mapping[str, object] |
             raise NotFoundError(f"no user with id {user_id!r}")
         props = node.properties
     stored = _num(props.get("ring_exposure"))
-    links = user_links(store, [user_id], LINK_TYPES, cfg.max_item_users)
+    links = _indexed_links(store, [user_id], cfg.max_item_users)
     if not links:
         return stored
     holders: dict[tuple[str, str], int] = defaultdict(lambda: 1)
@@ -351,6 +351,15 @@ def ring_exposure(store: GraphStore, user_id: str, props: Mapping[str, object] |
         e = max(_num(n.properties.get("ring_suspicion")), _num(n.properties.get("fraud_risk")))
         best = max(best, float(rings_pass.link_strength(cfg, w)) * e)
     return min(1.0, best)
+
+
+def _indexed_links(store: GraphStore, users: Sequence[str],
+                   max_item_users: int = DEFAULT_MAX_ITEM_USERS) -> list[tuple[str, Link, str]]:
+    """``user_links`` over every link type, from the store's link index when it has a
+    current one that holds the users (the same answer, without walking the store)."""
+    index = linkindex.fresh_index(store)
+    found = index.user_links(users, LINK_TYPES, max_item_users) if index is not None else None
+    return found if found is not None else user_links(store, users, LINK_TYPES, max_item_users)
 
 
 def _num(v: object, default: float = 0.0) -> float:
@@ -440,7 +449,7 @@ def rings(store: GraphStore, kind: str = "ring", min_size: int = 3,
 def describe(store: GraphStore, h: RingHeader) -> Ring:
     """A stored group with the items its members share and the links between them."""
     members = set(h.members)
-    links = [(u, lk, o) for u, lk, o in user_links(store, sorted(members))
+    links = [(u, lk, o) for u, lk, o in _indexed_links(store, sorted(members))
              if o in members]
     base = _ring(members, links)
     return Ring(id=h.id, members=base.members, shared_items=base.shared_items,

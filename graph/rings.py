@@ -39,8 +39,8 @@ import numpy as np
 
 from graph.errors import InvalidBatchError
 from graph.model import SHARED_ITEM_RELS
+from graph.results import DEFAULT_MAX_ITEM_USERS
 from graph.store import GraphStore
-from graph.types import DEFAULT_MAX_ITEM_USERS
 
 DAY_MS = 86_400_000
 RING_PROPS: tuple[str, ...] = ("ring_id", "ring_kind", "ring_size", "ring_suspicion",
@@ -60,6 +60,9 @@ class RingConfig:
     max_ring_size: int = 200  # larger groups are split again at a finer resolution
     ring_threshold: float = 0.5
     seed: int = 42
+    # leiden: igraph's Leiden, constant Potts model (the default, docs/graph-queries.md);
+    # louvain: networkx's Louvain on modularity, kept to be measured against it.
+    method: str = "leiden"
     kind_weight: Mapping[str, float] = field(default_factory=lambda: {
         "HAS_CARD": 1.0, "HAS_PHONE": 1.0, "USES": 0.8, "LOGGED_FROM": 0.3})
     referral_weight: float = 1.0
@@ -77,6 +80,8 @@ class RingConfig:
             raise InvalidBatchError("max_item_users must be at least 2")
         if not 0 < self.resolution:
             raise InvalidBatchError("resolution must be positive")
+        if self.method not in ("leiden", "louvain"):
+            raise InvalidBatchError(f"method must be leiden or louvain, not {self.method!r}")
 
 
 @runtime_checkable
@@ -352,7 +357,10 @@ def find_groups(n: int, pairs: Pairs, cfg: RingConfig) -> np.ndarray:
         return out
     active, inv = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
     ia, ib = inv[: len(pairs.a)], inv[len(pairs.a):]
-    labels = _leiden(ig, len(active), ia, ib, pairs.weight, cfg.resolution, cfg.seed)
+    if cfg.method == "louvain":
+        labels = _louvain(len(active), ia, ib, pairs.weight, cfg.seed)
+    else:
+        labels = _leiden(ig, len(active), ia, ib, pairs.weight, cfg.resolution, cfg.seed)
     # A group too large to act on is split again, finer, a few times at most.
     for step in range(1, 4):
         sizes = np.bincount(labels)
@@ -375,6 +383,19 @@ def find_groups(n: int, pairs: Pairs, cfg: RingConfig) -> np.ndarray:
     renumber = np.where(kept, np.cumsum(kept) - 1, -1)
     out[active] = renumber[labels]
     return out
+
+
+def _louvain(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray, seed: int) -> np.ndarray:
+    """networkx's Louvain (modularity, resolution 1), for the comparison only."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_weighted_edges_from(zip(a.tolist(), b.tolist(), w.tolist()))
+    labels = np.empty(n, dtype=np.int64)
+    for k, com in enumerate(nx.community.louvain_communities(g, weight="weight", seed=seed)):
+        labels[list(com)] = k
+    return labels
 
 
 def _leiden(ig: Any, n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray,

@@ -133,18 +133,26 @@ def test_linked_accounts_edges_of_paging(runtime: Runtime) -> None:
 
 
 def test_rings_ring_and_users_pagination(runtime: Runtime) -> None:
-    data, errors = run(runtime, """{ rings(first: 1) { totalCount pageInfo { hasNextPage endCursor }
-        edges { node { id size risk { maxFraudRisk } members { id } } } } }""")
+    data, errors = run(runtime, """{ rings(first: 1, kind: "all") { totalCount
+        pageInfo { hasNextPage endCursor }
+        edges { node { id size kind suspicion why risk { maxFraudRisk } members { id } } } } }""")
     assert errors == []
     assert data["rings"]["totalCount"] == 2
     first = data["rings"]["edges"][0]["node"]
-    assert first == {"id": "ring:u01", "size": 4, "risk": {"maxFraudRisk": 0.9},
-                     "members": [{"id": u} for u in ["u01", "u02", "u03", "u04"]]}
+    assert {k: first[k] for k in ("id", "size", "risk", "members")} == {
+        "id": "ring:u01", "size": 4, "risk": {"maxFraudRisk": 0.9},
+        "members": [{"id": u} for u in ["u01", "u02", "u03", "u04"]]}
+    assert first["kind"] in ("ring", "community") and 0 <= first["suspicion"] <= 1
+    assert first["why"]
     after = data["rings"]["pageInfo"]["endCursor"]
-    data, _ = run(runtime, 'query($a: String) { rings(first: 5, after: $a) { edges '
-                           '{ node { id } } pageInfo { hasNextPage } } }', {"a": after})
-    assert data["rings"]["edges"] == [{"node": {"id": "ring:u05"}}]
+    data, _ = run(runtime, 'query($a: String) { rings(first: 5, after: $a, kind: "all") '
+                           '{ edges { node { id suspicion } } pageInfo { hasNextPage } } }',
+                  {"a": after})
+    assert [e["node"]["id"] for e in data["rings"]["edges"]] == ["ring:u05"]
+    assert data["rings"]["edges"][0]["node"]["suspicion"] <= first["suspicion"]
     assert data["rings"]["pageInfo"]["hasNextPage"] is False
+    data, errors = run(runtime, '{ rings(kind: "gang") { totalCount } }')
+    assert codes(errors) == ["BAD_USER_INPUT"]
     data, errors = run(runtime, '{ ring(id: "ring:u02") { id } }')  # u02 is not the smallest
     assert codes(errors) == ["NOT_FOUND"]
     data, errors = run(runtime, '{ ring(id: "ring:u05") { size directLinks { relType count } } }')

@@ -266,7 +266,7 @@ def test_a_ring_by_id_and_a_user_with_no_ring(page: tuple[Any, Console], served:
     pg.locator("article[data-user='u09']").wait_for()
     settle(pg)
     assert graph_users(pg) == ["u09", "u10"]
-    assert "Not in a ring." in pg.inner_text("#details")
+    assert "Not in a group." in pg.inner_text("#details")
     assert pg.get_by_test_id("risk-fraud").inner_text() == "not scored"
     # No decision recorded: the investigator can ask what the policy would do now.
     assert "No decision recorded" in pg.inner_text("#details")

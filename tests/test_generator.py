@@ -231,3 +231,31 @@ def test_merchant_cashout_groups_buy_from_their_colluding_merchants(tmp_path: Pa
     loyal = visits[visits >= 3].reset_index()
     clean = users.index[users["fraud_kind"].isna()]
     assert loyal["src"].isin(clean).sum() > 50
+
+
+def test_manifest_lists_planted_and_legitimate_groups_with_members(world: Path) -> None:
+    t = _tables(world)
+    manifest = json.loads((world / "manifest.json").read_text())
+    users = t["users"].to_pandas().set_index("id")
+    planted = manifest["planted_groups"]
+    assert {g["kind"] for g in planted} == {"device_ring", "referral_farm", "mule_chain",
+                                            "merchant_cashout"}
+    for g in planted:
+        assert len(g["members"]) >= 2 and g["members"] == sorted(set(g["members"]))
+        kinds = set(users.loc[g["members"], "fraud_kind"])
+        assert kinds == {g["kind"]}, g  # every member is planted fraud of that kind
+    in_planted = [m for g in planted for m in g["members"]]
+    assert len(in_planted) == len(set(in_planted))  # a user is in one planted group
+    legit = manifest["legit_groups"]
+    assert {"household", "office", "dorm"} <= {g["kind"] for g in legit}
+    # Legitimate groups are clean users (a bust-out or a mule may live in a household).
+    members = [m for g in legit for m in g["members"]]
+    kinds = users.loc[members, "fraud_kind"]
+    assert kinds.isna().mean() > 0.98
+    assert not set(kinds.dropna()) & {"device_ring", "referral_farm"}
+    # Dorm mates log in from their dorm's IP (an intake: consecutive sign-ups, days apart
+    # at 100,000 users and more).
+    logged = t["logged_from"].to_pandas()
+    dorm = next(g for g in legit if g["kind"] == "dorm" and len(g["members"]) >= 4)
+    ips = logged[logged["src"].isin(dorm["members"])].groupby("dst")["src"].nunique()
+    assert ips.max() >= 3

@@ -113,7 +113,8 @@ def test_ring_command_prints_and_draws(home: Path, tmp_path: Path) -> None:
     png = tmp_path / "ring.png"
     out = run(["ring", "ring:u01", "--png", str(png)], home)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("ring:u01: 4 members")
+    assert out.stdout.startswith("ring:u01: ")
+    assert "4 members" in out.stdout.splitlines()[0] and "suspicion" in out.stdout
     assert "u01, u02, u03, u04" in out.stdout
     assert "Device:d1" in out.stdout and "Phone:p1" in out.stdout
     png_pixels(png)
@@ -141,7 +142,7 @@ def test_linked_command_draws(home: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("ring_id", "says"), [
     ("ring:nobody", "no user 'nobody'"),
     ("ring:u02", "u02 belongs to ring:u01"),  # a member, but not the ring's id
-    ("ring:u09", "no group of at least 3"),  # a pair is not a ring
+    ("ring:u09", "u09 is in no group"),  # a pair is not a group
 ])
 def test_unknown_ring_exits_1_with_a_message(home: Path, tmp_path: Path, ring_id: str,
                                              says: str) -> None:

@@ -197,7 +197,8 @@ export class Network {
     const inRing = new Set(ring.memberIds);
     for (const m of members) this.addUser(m);
     const shown = new Set(this.users().filter((id) => inRing.has(id)));
-    const label = `${ring.id} · ${ring.size} members` + (shown.size < ring.size ? ` (${shown.size} shown)` : "");
+    const kind = ring.kind ? ` · ${ring.kind} ${Math.round((ring.suspicion || 0) * 100)}%` : "";
+    const label = `${ring.id}${kind} · ${ring.size} members` + (shown.size < ring.size ? ` (${shown.size} shown)` : "");
     const box = this.cy.getElementById(ring.id);
     if (box.empty()) this.cy.add({ group: "nodes", data: { id: ring.id, kind: "Ring", label } });
     else box.data("label", label);

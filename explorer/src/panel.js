@@ -87,12 +87,18 @@ export function userView(u, errors, actions) {
   const ringBody = ring
     ? h("div", {},
         h("p", {}, h("strong", { "data-testid": "ring-id" }, ring.id), ` · ${ring.size} members`),
+        h("p", { "data-testid": "ring-kind" },
+          h("strong", {}, ring.kind === "ring" ? "Suspicious ring" : "Community"),
+          ` · suspicion ${pct(ring.suspicion)}`),
+        ring.why && ring.why.length
+          ? h("ul", { "data-testid": "ring-why" }, ...ring.why.map((w) => h("li", {}, w)))
+          : null,
         ring.risk && ring.risk.scoredMembers > 0 ? h("p", { class: "muted" },
           `members' fraud risk: mean ${pct(ring.risk.meanFraudRisk)}, worst ${pct(ring.risk.maxFraudRisk)}`,
           ` (${ring.risk.scoredMembers} of ${ring.size} scored)`)
           : h("p", { class: "muted" }, "No member scored yet."),
         h("button", { type: "button", onclick: () => actions.showRing(ring.id) }, "Show the whole ring"))
-    : err("ring").length ? unavailable(err("ring"), "Ring") : h("p", { class: "muted" }, "Not in a ring.");
+    : err("ring").length ? unavailable(err("ring"), "Ring") : h("p", { class: "muted" }, "Not in a group.");
 
   const limits = u.limits;
   const limitsBody = limits && limits.lines.length

@@ -26,7 +26,7 @@ query ExploreUser($id: ID!) {
       totalLimit totalBalance
       lines { line limit balance available tempLimit tempUntil status }
     }
-    ring { id size risk { scoredMembers meanFraudRisk maxFraudRisk } }
+    ring { id size kind suspicion why risk { scoredMembers meanFraudRisk maxFraudRisk } }
     decisionHistory(first: 10) { ${DECISION} }
     flags { id reason by at }
   }
@@ -47,7 +47,7 @@ mutation Flag($id: ID!, $reason: String!) {
 const NODE = `id fraudRisk relationalRisk profile { name }`;
 
 const RING = `
-  id size memberIds
+  id size kind suspicion why memberIds
   sharedItems { relType label id members }
   directLinks { relType src dst count }`;
 

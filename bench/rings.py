@@ -1,0 +1,232 @@
+"""Ring detection measured against the generator's planted and legitimate groups.
+
+    .venv/bin/python bench/rings.py [--runs 20000:23,20000:7,100000:23]
+                                    [--million] [--compare] [--work /tmp/riskgraph-bench-rings]
+
+For each run (users:seed): generate Parquet files, load them into an embedded store,
+then run ``riskgraph rings`` in a child process ``--repeat`` times (the whole pass:
+read, detect, write every user) and score what it stored:
+
+* recovery: for every planted group of 3 or more users (manifest ``planted_groups``),
+  the best Jaccard overlap with a reported ``ring``; the mean (target >= 0.8);
+* purity: the share of planted fraud among the members of the top K rings by
+  suspicion, K = the number of planted groups of 3 or more (target >= 0.8);
+* the largest reported ring (target <= 200);
+* communities: the share of legitimate groups of 3 or more (``legit_groups``:
+  households, offices, dorms) whose majority is in no ``ring`` (target >= 0.95).
+
+``--million`` adds a run at 1,000,000 users for time and memory (target: 60 s and
+8 GB for ``riskgraph rings``). ``--compare`` runs the detection on the first run's data
+with igraph's Leiden (the default), leidenalg's Leiden and networkx's Louvain.
+
+Prints a table and writes bench/results/rings.json (target_met per run and overall)
+with the machine and the load average it ran under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.dataset import load_generated  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from graph import queries, rings  # noqa: E402
+from graph.embedded import EmbeddedStore  # noqa: E402
+
+TARGETS = {"recovery": 0.8, "purity": 0.8, "max_ring": 200, "communities": 0.95,
+           "seconds_1m": 60.0, "peak_gb_1m": 8.0}
+
+
+def _prepare(work: Path, users: int, seed: int) -> tuple[Path, Path, float]:
+    from loaders.synthetic import GeneratorConfig, generate
+
+    data = work / f"gen{users}-{seed}"
+    home = work / f"home{users}-{seed}"
+    started = time.perf_counter()
+    if not (data / "manifest.json").is_file():
+        generate(GeneratorConfig(users=users, seed=seed), data, "parquet")
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    if store.counts()["nodes"]["User"] != users:
+        store.clear()
+        load_generated(store, data)
+    store.close()
+    return data, home, time.perf_counter() - started
+
+
+def _cli_pass(home: Path) -> tuple[float, float]:
+    """Wall seconds and peak GB of one ``riskgraph rings`` in a fresh process."""
+    env = {**os.environ, "RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded"}
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "api.cli", "rings", "--limit", "0", "--json"],
+                         env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(f"riskgraph rings failed: {out.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return wall, peak
+
+
+def _fraud_users(data: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(data / "users.parquet", columns=["id", "fraud_kind"])
+    ids = t.column("id").to_pylist()
+    kinds = t.column("fraud_kind").to_pylist()
+    return {i for i, k in zip(ids, kinds) if k}
+
+
+def score(groups: list[tuple[str, str, float, tuple[str, ...]]], manifest: dict[str, Any],
+          fraud: set[str]) -> dict[str, Any]:
+    """The four measures for (id, kind, suspicion, members) groups, most suspicious first."""
+    ring_sets = [set(m) for _, kind, _, m in groups if kind == "ring"]
+    where: dict[str, int] = {}
+    for i, s in enumerate(ring_sets):
+        for u in s:
+            where[u] = i
+    per_kind: dict[str, list[float]] = {}
+    planted = [g for g in manifest["planted_groups"] if len(g["members"]) >= 3]
+    for g in planted:
+        mem = set(g["members"])
+        best = max((len(mem & ring_sets[c]) / len(mem | ring_sets[c])
+                    for c in {where[u] for u in mem if u in where}), default=0.0)
+        per_kind.setdefault(g["kind"], []).append(best)
+    jac = [x for v in per_kind.values() for x in v]
+    top = [m for _, kind, _, m in groups if kind == "ring"][: len(planted)]
+    top_members = [u for m in top for u in m]
+    ok: dict[str, list[bool]] = {}
+    for g in manifest["legit_groups"]:
+        if len(g["members"]) >= 3:
+            inside = sum(u in where for u in g["members"])
+            ok.setdefault(g["kind"], []).append(2 * inside < len(g["members"]))
+    flat = [x for v in ok.values() for x in v]
+    return {
+        "planted_groups": len(planted),
+        "recovery": round(float(np.mean(jac)), 4) if jac else None,
+        "recovery_by_kind": {k: round(float(np.mean(v)), 4) for k, v in per_kind.items()},
+        "purity": round(float(np.mean([u in fraud for u in top_members])), 4)
+        if top_members else None,
+        "rings": len(ring_sets),
+        "communities_reported": sum(1 for _, kind, _, _ in groups if kind == "community"),
+        "max_ring": max((len(s) for s in ring_sets), default=0),
+        "communities": round(float(np.mean(flat)), 4) if flat else None,
+        "communities_by_kind": {k: round(float(np.mean(v)), 4) for k, v in ok.items()},
+    }
+
+
+def _met(m: dict[str, Any]) -> bool:
+    return bool(m["recovery"] is not None and m["recovery"] >= TARGETS["recovery"]
+                and m["purity"] is not None and m["purity"] >= TARGETS["purity"]
+                and m["max_ring"] <= TARGETS["max_ring"]
+                and m["communities"] is not None and m["communities"] >= TARGETS["communities"])
+
+
+def run(work: Path, users: int, seed: int, repeat: int) -> dict[str, Any]:
+    data, home, prep_s = _prepare(work, users, seed)
+    walls, peaks = [], []
+    for _ in range(repeat):
+        w, p = _cli_pass(home)
+        walls.append(w)
+        peaks.append(p)
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    heads = queries.ring_headers(store, "all", 1)
+    store.close()
+    manifest = json.loads((data / "manifest.json").read_text())
+    measures = score([(h.id, h.kind, h.suspicion, h.members) for h in heads], manifest,
+                     _fraud_users(data))
+    out = {"users": users, "seed": seed, "prepare_s": round(prep_s, 1),
+           "rings_cli_s": [round(x, 2) for x in walls],
+           "rings_cli_median_s": round(statistics.median(walls), 2),
+           "peak_gb": round(max(peaks), 2), **measures}
+    out["target_met"] = _met(measures)
+    return out
+
+
+def compare(work: Path, users: int, seed: int) -> dict[str, Any]:
+    """The same evidence graph grouped by three implementations."""
+    import igraph as ig
+    import leidenalg as la
+
+    data, home, _ = _prepare(work, users, seed)
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    inp = rings.read_inputs(store)
+    store.close()
+    manifest = json.loads((data / "manifest.json").read_text())
+    fraud = _fraud_users(data)
+    found: dict[str, Any] = {}
+    for name, cfg in (("igraph_leiden_cpm", rings.RingConfig()),
+                      ("networkx_louvain_modularity", rings.RingConfig(method="louvain"))):
+        started = time.perf_counter()
+        result = rings.detect(inp, cfg)
+        found[name] = {"groups_s": round(result.seconds["groups"], 2),
+                       "total_s": round(time.perf_counter() - started, 2),
+                       **score([(g.id, g.kind, g.suspicion, g.members) for g in result.groups],
+                               manifest, fraud)}
+    pairs = rings.pair_evidence(inp, rings.RingConfig())
+    active, inv = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
+    g = ig.Graph(n=len(active), edges=np.column_stack([inv[: len(pairs.a)],
+                                                        inv[len(pairs.a):]]))
+    started = time.perf_counter()
+    la.find_partition(g, la.CPMVertexPartition, weights=pairs.weight.tolist(),
+                      resolution_parameter=rings.RingConfig().resolution, seed=42,
+                      n_iterations=-1)
+    found["leidenalg_cpm_groups_s"] = round(time.perf_counter() - started, 2)
+    return found
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", default="20000:23,20000:7,100000:23")
+    ap.add_argument("--million", action="store_true")
+    ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/riskgraph-bench-rings"))
+    ap.add_argument("--out", type=Path,
+                    default=Path(__file__).resolve().parent / "results" / "rings.json")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"machine": machine_info(), "load_avg_start": os.getloadavg(),
+                               "targets": TARGETS, "runs": []}
+    specs = [tuple(int(x) for x in r.split(":")) for r in args.runs.split(",") if r]
+    print(f"{'users':>9} {'seed':>5} {'recovery':>9} {'purity':>7} {'max ring':>9} "
+          f"{'community':>10} {'rings s':>8} {'peak GB':>8}  met")
+    for users, seed in specs:
+        r = run(args.work, users, seed, args.repeat)
+        results["runs"].append(r)
+        print(f"{users:>9,} {seed:>5} {r['recovery']!s:>9} {r['purity']!s:>7} "
+              f"{r['max_ring']:>9} {r['communities']!s:>10} {r['rings_cli_median_s']:>8} "
+              f"{r['peak_gb']:>8}  {r['target_met']}")
+    if args.compare and specs:
+        results["compare"] = compare(args.work, *specs[0])
+        print(json.dumps(results["compare"], indent=1))
+    if args.million:
+        r = run(args.work, 1_000_000, 23, 1)
+        r["target_met"] = bool(r["rings_cli_median_s"] <= TARGETS["seconds_1m"]
+                               and r["peak_gb"] <= TARGETS["peak_gb_1m"])
+        results["million"] = r
+        print(f"1M users: riskgraph rings {r['rings_cli_median_s']} s, peak {r['peak_gb']} GB, "
+              f"target met {r['target_met']}")
+    results["load_avg_end"] = os.getloadavg()
+    results["target_met"] = all(r["target_met"] for r in results["runs"]) and (
+        "million" not in results or results["million"]["target_met"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"target met: {results['target_met']}; written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
