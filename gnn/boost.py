@@ -24,6 +24,7 @@ TREE_PARAMS: dict[str, Any] = {
     "verbose": -1, "num_threads": 2, "deterministic": True, "force_row_wise": True,
 }
 FOLDS = 5
+SMALL_PREDICT = 10_000
 
 
 def user_folds(ids: np.ndarray, folds: int = FOLDS) -> np.ndarray:
@@ -50,7 +51,10 @@ class OwnTreeScorer:
         for k, b in enumerate(self.boosters):
             rows = np.flatnonzero(fold == k)
             if len(rows):
-                out[rows] = b.predict(raw[rows], raw_score=True)
+                # one thread for a neighbourhood's few rows: starting OpenMP threads
+                # costs more than the trees, and far more when the other core is busy
+                threads = 1 if len(rows) < SMALL_PREDICT else TREE_PARAMS["num_threads"]
+                out[rows] = b.predict(raw[rows], raw_score=True, num_threads=threads)
         return out
 
     def save(self, directory: Path) -> None:
