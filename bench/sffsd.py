@@ -4,6 +4,10 @@ with and without label-derived features, at GTAN's split (random, test 0.2), RGT
 
     .venv/bin/python bench/sffsd.py [--data PATH] [--out bench/results/sffsd.json]
                                     [--splits gtan rgtan time] [--seed 0]
+    .venv/bin/python bench/sffsd.py --combine bench/results/sffsd_*.json  # one file
+
+Each split can run in its own process (``--splits time --out ...``); ``--combine``
+merges their files into ``--out`` and recomputes ``target_met`` over all splits.
 
 The model reported per split is picked on validation AP (rows carved from training
 data), never on test. F1 is macro F1 of the 0.5-threshold prediction, as the papers
@@ -104,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results/sffsd.json"))
     ap.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--combine", nargs="+", type=Path, default=None,
+                    help="merge these result files (one or more splits each) into --out")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
 
     table = sffsd.load_transactions(args.data)
     load_before = os.getloadavg()
@@ -152,6 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=_plain))
     print(f"wrote {args.out}")
+    return 0
+
+
+def combine(paths: list[Path], out: Path) -> int:
+    parts = [json.loads(p.read_text()) for p in paths if p.resolve() != out.resolve()]
+    if not parts:
+        raise SystemExit("--combine needs at least one result file other than --out")
+    merged = dict(parts[0])
+    merged["splits"] = {k: v for part in parts for k, v in part["splits"].items()}
+    merged["targets"] = targets(merged["splits"])
+    merged["target_met"] = all(v["met"] for v in merged["targets"].values())
+    merged["combined_from"] = [str(p) for p in paths]
+    merged["load_average_per_file"] = {
+        str(p): [part["load_average_before"], part["load_average_after"]]
+        for p, part in zip(paths, parts)}
+    out.write_text(json.dumps(merged, indent=2))
+    print(f"wrote {out}: splits {list(merged['splits'])}, target_met {merged['target_met']}")
     return 0
 
 
