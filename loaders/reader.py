@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loaders.errors import FatalFileError, LoadError
@@ -304,6 +305,7 @@ class _CsvStream:
         self.row_lines: list[int] = []
         self.rejects: list[ParseReject] = []
         self.blank = 0
+        self.ready: list[tuple[pa.Table, np.ndarray]] = []  # rows made columns, in order
 
     def batches(self) -> Iterator[RawBatch]:
         with self.info.path.open("r", encoding="utf-8-sig", newline="") as f:
@@ -315,11 +317,11 @@ class _CsvStream:
                     break
                 while lines.pending:
                     self._one_record(lines, reader)
-                    if len(self.rows) + len(self.rejects) >= self.batch_rows:
+                    if self._pending() >= self.batch_rows:
                         yield from self._flush()
-                if len(self.rows) + len(self.rejects) >= self.batch_rows:
+                if self._pending() >= self.batch_rows:
                     yield from self._flush()
-        if self.rows or self.rejects or self.blank:
+        if self._pending() or self.blank:
             yield from self._flush()
 
     def _next_block(self, f: TextIO, lines: _Lines) -> bool:
@@ -351,10 +353,15 @@ class _CsvStream:
         reader = csv.reader(texts, strict=True)
         n, pos = self.n_cols, 0
         rows, row_lines = self.rows, self.row_lines
+        before = (len(rows), len(self.rejects), self.blank)
         while True:
             try:
                 record = next(reader)
-            except (StopIteration, csv.Error):
+            except StopIteration:
+                if pos == len(texts) and (len(self.rejects), self.blank) == before[1:]:
+                    self._columns_by_arrow(texts, before[0])
+                return pos
+            except csv.Error:
                 return pos
             end = reader.line_num
             if end - pos > MAX_RECORD_LINES:
@@ -369,6 +376,40 @@ class _CsvStream:
                 self.rejects.append(ParseReject(first + pos, record,
                                                 _fields_error(len(record), n), _raw(raw)))
             pos = end
+
+    def _columns_by_arrow(self, texts: list[str], start: int) -> None:
+        """The rows of a block from ``start`` on, made columns by pyarrow's CSV reader.
+
+        The block has just been read whole by the csv module without a single bad or
+        empty record, and on such text pyarrow's reader (quotes doubled, fields spanning
+        lines) gives the same fields; it builds the columns in C++, where turning
+        millions of Python strings into columns costs more than parsing them. The row
+        counts must agree, or the Python rows are kept."""
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO("".join(texts).encode("utf-8")),
+                read_options=pacsv.ReadOptions(column_names=self.info.columns,
+                                               use_threads=False, block_size=1 << 22),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in self.info.columns},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return
+        if table.num_rows != len(self.rows) - start:
+            return
+        lines = np.array(self.row_lines[start:], dtype=np.int64)
+        del self.rows[start:], self.row_lines[start:]
+        self._rows_to_table()
+        self.ready.append((table, lines))
+
+    def _rows_to_table(self) -> None:
+        if self.rows:
+            cols = [list(c) for c in zip(*self.rows)]
+            table = pa.table({c: pa.array(v, pa.string())
+                              for c, v in zip(self.info.columns, cols)})
+            self.ready.append((table, np.array(self.row_lines, dtype=np.int64)))
+            self.rows, self.row_lines = [], []
 
     def _one_record(self, lines: _Lines, reader: Any) -> None:
         lines.start_record()
@@ -416,15 +457,22 @@ class _CsvStream:
                                         _raw(first.text)))
         lines.put_back(rest)
 
+    def _pending(self) -> int:
+        return len(self.rows) + sum(t.num_rows for t, _ in self.ready) + len(self.rejects)
+
     def _flush(self) -> Iterator[RawBatch]:
         """The rows read so far in batches of ``batch_rows``; the rejects with the last."""
+        self._rows_to_table()
         size = max(1, self.batch_rows)
-        for start in range(0, max(len(self.rows), 1), size):
-            rows = self.rows[start:start + size]
-            cols = [list(c) for c in zip(*rows)] if rows else [[]] * self.n_cols
-            table = pa.table({c: pa.array(v, pa.string())
-                              for c, v in zip(self.info.columns, cols)})
-            lines = np.array(self.row_lines[start:start + size], dtype=np.int64)
-            last = start + size >= len(self.rows)
-            yield RawBatch(table, lines, self.rejects if last else [], self.blank if last else 0)
-        self.rows, self.row_lines, self.rejects, self.blank = [], [], [], 0
+        if self.ready:
+            table = pa.concat_tables([t for t, _ in self.ready])
+            lines = np.concatenate([ln for _, ln in self.ready])
+        else:
+            table = pa.table({c: pa.array([], pa.string()) for c in self.info.columns})
+            lines = np.zeros(0, dtype=np.int64)
+        total = table.num_rows
+        for start in range(0, max(total, 1), size):
+            last = start + size >= total
+            yield RawBatch(table.slice(start, size), lines[start:start + size],
+                           self.rejects if last else [], self.blank if last else 0)
+        self.ready, self.rejects, self.blank = [], [], 0
