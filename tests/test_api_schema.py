@@ -525,3 +525,14 @@ def test_the_app_starts_without_a_model(embedded_store: GraphStore, tmp_path: Pa
         assert settings.models_dir not in gnn_service._loaded
     finally:
         app.runtime.close()
+
+
+def test_counterfactuals_say_which_line_and_what_limit(runtime: Runtime) -> None:
+    data, errors = run(runtime, """mutation { decideLimit(userId: "u02") {
+        action counterfactuals { lever action line limit en zh } } }""", role="limit_engine")
+    assert errors == []
+    cfs = data["decideLimit"]["counterfactuals"]
+    assert cfs
+    for c in cfs:
+        assert c["line"] in ("bnpl", "cash_loan") and c["limit"] is not None
+        assert f"{c['limit']:,.0f}" in c["en"] and f"{c['limit']:,.0f}" in c["zh"]
