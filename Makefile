@@ -65,10 +65,11 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-demo: $(STAMP) $(EXPLORER_OUT)
+demo: npm $(STAMP) $(EXPLORER_OUT)
 	$(VENV)/bin/riskgraph demo --port $(PORT)
 
-test: $(STAMP) $(EXPLORER_OUT) $(CHROMIUM)
+# What the machine needs is checked first, before minutes of installing.
+test: $(CHROMIUM) npm $(STAMP) $(EXPLORER_OUT)
 	$(PY) -m pytest
 
 lint: $(STAMP)

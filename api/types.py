@@ -281,6 +281,10 @@ class Counterfactual:
     action: str | None
     en: str
     zh: str
+    line: str | None = strawberry.field(
+        default=None, description="the line the change would move")
+    limit: float | None = strawberry.field(
+        default=None, description="that line's limit after the change")
 
 
 @strawberry.type
@@ -325,7 +329,12 @@ def _counterfactual(c: Any) -> Counterfactual:
         lever=_text(_pick(c, "lever", "code")), current=_text(_pick(c, "current")),
         needed=_text(_pick(c, "needed")), action=_text(_pick(c, "action")),
         en=str(_pick(c, "en", default="") or ""), zh=str(_pick(c, "zh", default="") or ""),
+        line=_text(_pick(c, "line")), limit=_float_or_none(_pick(c, "limit")),
     )
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _when(v: Any) -> str | None:

@@ -558,3 +558,14 @@ def test_merchant_risk_weighs_payers_scores_by_what_they_paid(runtime: Runtime) 
                                  "payments": 2}
     _, errors = run(runtime, query, role="limit_engine")
     assert codes(errors) == ["FORBIDDEN"]
+
+
+def test_counterfactuals_say_which_line_and_what_limit(runtime: Runtime) -> None:
+    data, errors = run(runtime, """mutation { decideLimit(userId: "u02") {
+        action counterfactuals { lever action line limit en zh } } }""", role="limit_engine")
+    assert errors == []
+    cfs = data["decideLimit"]["counterfactuals"]
+    assert cfs
+    for c in cfs:
+        assert c["line"] in ("bnpl", "cash_loan") and c["limit"] is not None
+        assert f"{c['limit']:,.0f}" in c["en"] and f"{c['limit']:,.0f}" in c["zh"]
