@@ -20,9 +20,11 @@ import numpy as np
 from gnn.features import USER_EXPORT_PROPS
 from gnn.tensors import (
     MAX_LINKS_PER_USER,
+    MAX_MERCHANT_PAYERS,
     GraphArrays,
     _direct_links,
     _item_links,
+    _merchant_payers,
     _user_columns,
 )
 from graph.model import REL_TYPES, SHARED_ITEM_RELS, USER_USER_RELS
@@ -73,6 +75,15 @@ def partition_graph(
                 pairs += [(h, item) for h in hs]
                 others |= hs
             item_pairs[rt] = pairs
+    # the payers of every non-hub merchant a partition user paid (as neighbourhood_graph
+    # reads them for one user)
+    shop_payers: dict[str, set[str]] = {}
+    if targets:
+        shops = sorted({a.other_id for a in store.adjacent("User", targets, ["PAID"], "out",
+                                                            MAX_LINKS_PER_USER)})
+        shop_payers = _merchant_payers(store, shops)
+        for hs in shop_payers.values():
+            others |= hs
     direct: dict[str, list[tuple[str, str]]] = defaultdict(list)
     if targets:
         for a in store.adjacent("User", targets, list(USER_USER_RELS), "both",
@@ -91,6 +102,7 @@ def partition_graph(
         "amount": np.array([r.properties.get("amount", np.nan) for r in rels], np.float64),
         "ts": np.array([r.properties.get("ts", np.nan) for r in rels], np.float64),
         "channel": np.array([r.properties.get("channel") for r in rels], dtype=object),
+        "merchant": np.array([r.dst for r in rels], dtype=object),
     }
     g = GraphArrays(ids, users, paid_user, paid)
     for rt in SHARED_ITEM_RELS:
@@ -105,4 +117,10 @@ def partition_graph(
         a_idx = np.array([index[a] for a, _ in links], dtype=np.int64)
         b_idx = np.array([index[b] for _, b in links], dtype=np.int64)
         g.direct_edges[rt] = _direct_links(a_idx, b_idx)
+    payer_merchant = [(index[h], m) for m, hs in shop_payers.items() for h in hs]
+    uu, ii, names = _item_links(np.array([a for a, _ in payer_merchant], dtype=np.int64),
+                                np.array([m for _, m in payer_merchant], dtype=object),
+                                MAX_MERCHANT_PAYERS)
+    g.item_edges["PAID"] = (uu, ii)
+    g.item_ids["PAID"] = names
     return PartitionGraph(g, len(targets))
