@@ -279,11 +279,16 @@ def _fraud(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None
                f"经调查后欺诈风险降至 {v:.2f} 或以下")
 
 
+def _unlinked(p: Profile) -> Profile:
+    """``p`` cleared of its group: in none, exposed to none."""
+    return replace(p, ring_size=0, ring_id=None, ring_kind=None, ring_suspicion=0.0,
+                   ring_exposure=0.0)
+
+
 def _ring(p: Profile, changed: Search, policy: Policy) -> Counterfactual | None:
     if not p.ring_size and not p.ring_exposure:
         return None
-    d = changed(replace(p, ring_size=0, ring_id=None, ring_kind=None, ring_suspicion=0.0,
-                        ring_exposure=0.0))
+    d = changed(_unlinked(p))
     if d is None:
         return None
     return _cf("ring", p.ring_id, None, d,
@@ -353,7 +358,7 @@ def _apply(p: Profile, plan: dict[str, Any]) -> Profile:
         if name in plan:
             q = _with(q, name, plan[name])
     if plan.get("ring"):
-        q = replace(q, ring_size=0, ring_id=None)
+        q = _unlinked(q)
     return q
 
 
@@ -422,7 +427,7 @@ def _risk_parts(p: Profile, policy: Policy) -> dict[str, Any]:
     for name in ("fraud_risk", "relational_risk"):
         if getattr(p, name):
             parts[name] = 0.0
-    if p.ring_size:
+    if p.ring_size or p.ring_exposure:
         parts["ring"] = True
     return parts
 

@@ -1181,7 +1181,7 @@ def _cashout_payments(u: _Users, m: _Merchants, p: _Payments, holds_bnpl: np.nda
     p2 = _Payments(owner[order], merchant[order], allcat[merchant[order]], ts[order],
                    amount[order], fraud[order], bnpl[order])
     groups = [{"kind": "merchant_cashout",
-               "members": [str(x) for x in u.ids(who[group == i]).to_pylist()],
+               "members": sorted(str(x) for x in u.ids(who[group == i]).to_pylist()),
                "merchants": [str(x) for x in table.column("id").take(
                    pa.array(col_of[i])).to_pylist()]} for i in range(sizes.size)]
     return m2, p2, groups

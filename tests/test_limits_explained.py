@@ -58,7 +58,8 @@ def _apply(p: Profile, lever: str, value: Any) -> Profile:
         return replace(p, repayment_history=(p.repayment_history + "1")[-36:],
                        months_on_book=p.months_on_book + 1, now_ms=p.now_ms + MONTH_MS)
     if lever == "ring":
-        return replace(p, ring_size=0, ring_id=None)
+        return replace(p, ring_size=0, ring_id=None, ring_kind=None, ring_suspicion=0.0,
+                       ring_exposure=0.0)
     return replace(p, **{lever: value})
 
 
