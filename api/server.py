@@ -25,6 +25,8 @@ from api.context import Context, Runtime
 from api.logs import request_id_var
 from api.schema import schema as default_schema
 from api.settings import Settings
+from graph import queries
+from graph.errors import RiskGraphError
 from graph.store import GraphStore
 
 log = logging.getLogger("riskgraph.api")
@@ -309,10 +311,23 @@ class RiskGraphApp:
 
 def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) -> RiskGraphApp:
     """The API over an initialised store. Keys, limits and paths come from ``settings``.
-    The fraud model is loaded first, so the server is ready only once it can score."""
+    The fraud model is loaded and the ring pass made sure of first, so the server is
+    ready only once the first score or ring request answers in normal time."""
     gnn_service.warm_up(store, settings)
+    _rings_ready(store)
     return RiskGraphApp(Runtime.build(store, settings), Authenticator(settings.api_keys),
                         owns_store=owns_store)
+
+
+def _rings_ready(store: GraphStore) -> None:
+    """Run the ring pass on a store that never had one (a load runs it): otherwise the
+    first ring request pays for it, seconds even on a small graph (the community
+    detection library's import, the columnar read's child process)."""
+    try:
+        queries.ensure_pass(store)
+    except RiskGraphError as exc:
+        # a store that cannot be read now is the API's to report per request
+        log.warning("ring pass at start-up failed", extra={"error": str(exc)})
 
 
 def app_from_env() -> RiskGraphApp:
