@@ -111,7 +111,7 @@ class EmbeddedStore:
         return self.path / "graph.sqlite"
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
         if not self._ready:
@@ -196,10 +196,8 @@ class EmbeddedStore:
     def close(self) -> None:
         with self._lock:
             for c in self._conns:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     c.close()
-                except sqlite3.Error:
-                    pass
             self._conns.clear()
         self._local = threading.local()
         self._ready = False
@@ -758,7 +756,7 @@ def _optional_floats(values: Sequence[float | None]) -> list[float | None]:
     a = np.asarray(values, dtype=np.float64).reshape(-1)
     out = a.astype(object)
     out[np.isnan(a)] = None
-    return out.tolist()  # type: ignore[no-any-return]
+    return out.tolist()
 
 
 def _stream(

@@ -209,7 +209,8 @@ def _sample_ts(rng: np.random.Generator, lo_day: np.ndarray, hi_day: np.ndarray,
     day = np.clip(np.searchsorted(cdf, x, side="right") - 1, lo_day, hi_day - 1)
     hour = rng.choice(24, size=lo_day.size, p=hours / hours.sum())
     within = rng.integers(0, 3_600_000, size=lo_day.size)
-    return START_MS + day * DAY_MS + hour * 3_600_000 + within
+    ts: np.ndarray = START_MS + day * DAY_MS + hour * 3_600_000 + within
+    return ts
 
 
 def _day_of(ms: np.ndarray) -> np.ndarray:
