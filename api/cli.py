@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 
+from api.commands import demo, gnn, limits, load, scale, serve, store
+from api.commands.common import UsageError
 from graph.errors import NotFoundError, RiskGraphError
 
+__all__ = ["COMMAND_MODULES", "UsageError", "build_parser", "main"]
+
 # Every module here has register(subparsers); each subcommand sets func(args) -> int.
-COMMAND_MODULES = [
-    "api.commands.store",
-    "api.commands.limits",
-    "api.commands.load",
-    "api.commands.serve",
-    "api.commands.gnn",
-    "api.commands.demo",
-    "api.commands.scale",
-]
-
-
-class UsageError(RiskGraphError):
-    """A command was given arguments it cannot use (exit code 2)."""
+COMMAND_MODULES = [store, limits, load, serve, gnn, demo, scale]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riskgraph", description="Graph-based risk analytics for consumer credit."
     )
+    # A command that runs other commands (demo) calls args.run_cli(argv).
+    parser.set_defaults(run_cli=main)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

@@ -101,6 +101,28 @@ def _convert(exc: Exception) -> ApiClientError:
     return ApiClientError(f"request failed: {exc}")
 
 
+def _object(data: Any, *path: str) -> dict[str, Any]:
+    """The JSON object at ``path`` in a response's data; ApiClientError when the answer
+    holds something else there (a server that does not match this client)."""
+    found = _object_or_none(data, *path)
+    if found is None:
+        raise ApiClientError(f"the API answered null for {'.'.join(path) or 'data'}", data=data)
+    return found
+
+
+def _object_or_none(data: Any, *path: str) -> dict[str, Any] | None:
+    """The JSON object at ``path`` in a response's data, or None when the API answered
+    null there."""
+    for name in path:
+        if data is None:
+            return None
+        data = data[name]
+    if data is None or isinstance(data, dict):
+        return data
+    raise ApiClientError(f"the API answered {type(data).__name__} for {'.'.join(path) or 'data'}",
+                         data=data)
+
+
 def _request(req: GraphQLRequest, **variables: Any) -> GraphQLRequest:
     return GraphQLRequest(req.document, variable_values=variables)
 
@@ -148,23 +170,24 @@ class RiskGraphClient:
         if self._session is None:
             self._session = self._client.connect_sync()
         try:
-            return self._session.execute(req)  # type: ignore[no-any-return]
+            return _object(self._session.execute(req))
         except (TransportQueryError, TransportServerError) as exc:
             raise _convert(exc) from None
 
     def decide(self, user_id: str, dry_run: bool = True) -> dict[str, Any]:
-        return self.execute(_request(DECIDE, userId=user_id, dryRun=dry_run))["decideLimit"]
+        return _object(self.execute(_request(DECIDE, userId=user_id, dryRun=dry_run)),
+                       "decideLimit")
 
     def risk(self, user_id: str) -> dict[str, Any]:
-        return self.execute(_request(RISK, id=user_id))["user"]
+        return _object(self.execute(_request(RISK, id=user_id)), "user")
 
     def linked(self, user_id: str, depth: int = 1, via: Sequence[str] | None = None,
                first: int = 20, after: str | None = None) -> dict[str, Any]:
         got = self.execute(_request(LINKED, **_linked_vars(user_id, depth, via, first, after)))
-        return got["user"]["linkedAccounts"]  # type: ignore[no-any-return]
+        return _object(got, "user", "linkedAccounts")
 
     def ring(self, user_id: str) -> dict[str, Any] | None:
-        return self.execute(_request(RING, id=user_id))["user"]["ring"]  # type: ignore[no-any-return]
+        return _object_or_none(self.execute(_request(RING, id=user_id)), "user", "ring")
 
 
 class AsyncRiskGraphClient:
@@ -203,23 +226,23 @@ class AsyncRiskGraphClient:
         if self._session is None:
             self._session = await self._client.connect_async()
         try:
-            return await self._session.execute(req)  # type: ignore[no-any-return]
+            return _object(await self._session.execute(req))
         except (TransportQueryError, TransportServerError) as exc:
             raise _convert(exc) from None
 
     async def decide(self, user_id: str, dry_run: bool = True) -> dict[str, Any]:
         got = await self.execute(_request(DECIDE, userId=user_id, dryRun=dry_run))
-        return got["decideLimit"]  # type: ignore[no-any-return]
+        return _object(got, "decideLimit")
 
     async def risk(self, user_id: str) -> dict[str, Any]:
-        return (await self.execute(_request(RISK, id=user_id)))["user"]  # type: ignore[no-any-return]
+        return _object(await self.execute(_request(RISK, id=user_id)), "user")
 
     async def linked(self, user_id: str, depth: int = 1, via: Sequence[str] | None = None,
                      first: int = 20, after: str | None = None) -> dict[str, Any]:
         got = await self.execute(_request(LINKED, **_linked_vars(user_id, depth, via, first,
                                                                  after)))
-        return got["user"]["linkedAccounts"]  # type: ignore[no-any-return]
+        return _object(got, "user", "linkedAccounts")
 
     async def ring(self, user_id: str) -> dict[str, Any] | None:
         got = await self.execute(_request(RING, id=user_id))
-        return got["user"]["ring"]  # type: ignore[no-any-return]
+        return _object_or_none(got, "user", "ring")

@@ -78,7 +78,7 @@ class Runtime:
         """StoreUnavailableError when ``exc`` says the store's file is damaged, so that
         callers answer UNAVAILABLE and decisions fall back as for a lost server."""
         translate = getattr(self.store, "unavailable_from", None)
-        return translate(exc) if translate is not None else None  # type: ignore[no-any-return]
+        return translate(exc) if translate is not None else None
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

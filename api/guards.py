@@ -14,8 +14,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -35,6 +35,7 @@ from graphql import (
     get_named_type,
     value_from_ast_untyped,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.error import GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
@@ -170,7 +171,7 @@ def _operation(doc: Any, name: str | None) -> OperationDefinitionNode | None:
     return next((o for o in ops if o.name and o.name.value == name), None)
 
 
-class _TooComplex(Exception):  # noqa: N818 - control flow inside the guard, never raised out
+class _TooComplex(Exception):  # control flow inside the guard, never raised out
     """The document has more selections than the guard measures."""
 
 
@@ -272,7 +273,7 @@ class _Measure:
                 self.used.update(_variables_in(a.value))
             try:
                 out[a.name.value] = value_from_ast_untyped(a.value, dict(self.variables))
-            except Exception:  # noqa: BLE001 - malformed values are reported by execution
+            except Exception:  # malformed values are reported by execution
                 out[a.name.value] = None
         return out
 
@@ -361,6 +362,41 @@ class ErrorCodes(SchemaExtension):
                             positions=error.positions, path=error.path, extensions=ext)
 
 
+class _AliasCounter:
+    """Counts the aliased fields under a selection set, those of spread fragments
+    included; each fragment is counted once, and a count stops past ``limit``."""
+
+    def __init__(self, doc: DocumentNode, limit: int) -> None:
+        self.limit = limit
+        self.frags = {d.name.value: d for d in doc.definitions
+                      if isinstance(d, FragmentDefinitionNode)}
+        self.counted: dict[str, int] = {}
+        self.open: set[str] = set()
+
+    def count(self, sel: SelectionSetNode | None) -> int:
+        total = 0
+        for node in sel.selections if sel is not None else ():
+            if isinstance(node, FieldNode):
+                total += (node.alias is not None) + self.count(node.selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                total += self.count(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                total += self.fragment(node.name.value)
+            if total > self.limit:
+                return total  # past the limit: the exact figure does not matter
+        return total
+
+    def fragment(self, name: str) -> int:
+        if name not in self.counted:
+            frag = self.frags.get(name)
+            if frag is None or name in self.open:
+                return 0  # unknown or cyclic: other rules report it
+            self.open.add(name)
+            self.counted[name] = self.count(frag.selection_set)
+            self.open.discard(name)
+        return self.counted[name]
+
+
 def max_aliases_rule(max_aliases: int) -> type[ValidationRule]:
     """A validation rule refusing documents with more than ``max_aliases`` aliased fields,
     counting those a fragment brings each time it is spread. Each fragment is counted
@@ -372,36 +408,11 @@ def max_aliases_rule(max_aliases: int) -> type[ValidationRule]:
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             doc = context.document
-            frags = {d.name.value: d for d in doc.definitions
-                     if isinstance(d, FragmentDefinitionNode)}
-            counted: dict[str, int] = {}
-            open_: set[str] = set()
-
-            def count(sel: SelectionSetNode | None) -> int:
-                total = 0
-                for node in sel.selections if sel is not None else ():
-                    if isinstance(node, FieldNode):
-                        total += (node.alias is not None) + count(node.selection_set)
-                    elif isinstance(node, InlineFragmentNode):
-                        total += count(node.selection_set)
-                    elif isinstance(node, FragmentSpreadNode):
-                        name = node.name.value
-                        if name not in counted:
-                            frag = frags.get(name)
-                            if frag is None or name in open_:
-                                continue  # unknown or cyclic: other rules report it
-                            open_.add(name)
-                            counted[name] = count(frag.selection_set)
-                            open_.discard(name)
-                        total += counted[name]
-                    if total > max_aliases:
-                        return total  # past the limit: the exact figure does not matter
-                return total
-
+            counter = _AliasCounter(doc, max_aliases)
             total = 0
             for d in doc.definitions:
                 if isinstance(d, OperationDefinitionNode):
-                    total += count(d.selection_set)
+                    total += counter.count(d.selection_set)
                     if total > max_aliases:
                         context.report_error(GraphQLError(
                             f"more than {max_aliases} aliases; ask for fewer aliased fields"))

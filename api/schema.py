@@ -80,11 +80,9 @@ class UserFilter:
             return False
         if self.max_fraud_risk is not None and (fr is None or fr > self.max_fraud_risk):  # type: ignore[operator]
             return False
-        if self.min_relational_risk is not None and (
-            rr is None or rr < self.min_relational_risk  # type: ignore[operator]
-        ):
-            return False
-        return True
+        return self.min_relational_risk is None or (
+            rr is not None and not rr < self.min_relational_risk  # type: ignore[operator]
+        )
 
 
 @strawberry.type
@@ -122,10 +120,10 @@ async def _node(info: Info, label: str, id_: str) -> Node:
     check_id(id_)
     loader = getattr(ctx_of(info).loaders, {"Merchant": "merchants", "Device": "devices",
                                             "Product": "products"}[label])
-    n = await loader.load(id_)
+    n: Node | None = await loader.load(id_)
     if n is None:
         raise NotFoundError(f"no {label.lower()} with id {id_!r}")
-    return n  # type: ignore[no-any-return]
+    return n
 
 
 async def _all_rings(info: Info, kind: str, min_size: int) -> list[queries.RingHeader]:
@@ -133,9 +131,9 @@ async def _all_rings(info: Info, kind: str, min_size: int) -> list[queries.RingH
     first, read at most once a minute."""
     ctx = ctx_of(info)
     cache = ctx.runtime.__dict__.setdefault("_rings_cache", {})
-    hit = cache.get((kind, min_size))
+    hit: tuple[float, list[queries.RingHeader]] | None = cache.get((kind, min_size))
     if hit is not None and time.monotonic() - hit[0] < RINGS_TTL_S:
-        return hit[1]  # type: ignore[no-any-return]
+        return hit[1]
     found = await ctx.run(queries.ring_headers, ctx.store, kind, min_size)
     cache[(kind, min_size)] = (time.monotonic(), found)
     return found
@@ -343,7 +341,7 @@ class Mutation:
 
 
 class RiskGraphSchema(strawberry.Schema):
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
         result = await super().execute(*args, **kwargs)
         # Errors raised before the operation hooks ran (a document the parser cache
         # rejects) have not been through ErrorCodes yet.

@@ -53,6 +53,29 @@ _EXPLORE_CSP = (b"default-src 'self'; img-src 'self' data:; object-src 'none'; "
 _LONE_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
+def _graphql_payload(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """A GraphQL request body as its JSON object, or ``({}, why)`` when it is refused
+    (answered 400): not JSON, nested too deeply, not text, or fields of the wrong type."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        return {}, "the body nests JSON too deeply; send a flat object"
+    except ValueError:
+        return {}, "the body is not JSON"
+    if _LONE_SURROGATE.search(body) and _has_lone_surrogate(payload):
+        return {}, ("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its "
+                    "pair), which is not text; send valid Unicode")
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return {}, 'send a JSON object with a "query" string'
+    variables = payload.get("variables")
+    op_name = payload.get("operationName")
+    if variables is not None and not isinstance(variables, dict):
+        return {}, '"variables" must be an object'
+    if op_name is not None and not isinstance(op_name, str):
+        return {}, '"operationName" must be a string'
+    return payload, None
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     """Whether any string in a decoded JSON value (keys too) is not encodable as UTF-8;
     iterative, as a body may nest deeply."""
@@ -103,7 +126,7 @@ class RiskGraphApp:
         state: dict[str, Any] = {"operation": "", "role": "", "status": 500}
         try:
             status, headers, body = await self._route(path, scope, receive, state)
-        except Exception:  # noqa: BLE001 - the last line of defence: no trace to callers
+        except Exception:  # the last line of defence: no trace to callers
             log.exception("unhandled error serving a request")
             status, headers, body = self._json(500, _error_body(
                 f"internal error; quote request id {rid} to the operators", "INTERNAL"))
@@ -156,7 +179,7 @@ class RiskGraphApp:
         store = self.runtime.store
         try:
             await asyncio.wait_for(self.runtime.run(store.ping), READY_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:  # any failure means not ready
             log.warning("store not ready", extra={"store": store.name, "error": str(exc)})
             return self._json(503, {"status": "unavailable", "store": store.name,
                                     "error": type(exc).__name__})
@@ -180,27 +203,11 @@ class RiskGraphApp:
         if body is None:
             return self._json(413, _error_body(
                 f"request body over {MAX_BODY_BYTES} bytes", "BAD_REQUEST"))
-        try:
-            payload = json.loads(body)
-        except RecursionError:
-            return self._json(400, _error_body(
-                "the body nests JSON too deeply; send a flat object", "BAD_REQUEST"))
-        except ValueError:
-            return self._json(400, _error_body("the body is not JSON", "BAD_REQUEST"))
-        if _LONE_SURROGATE.search(body) and _has_lone_surrogate(payload):
-            return self._json(400, _error_body(
-                "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its "
-                "pair), which is not text; send valid Unicode", "BAD_REQUEST"))
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return self._json(400, _error_body(
-                'send a JSON object with a "query" string', "BAD_REQUEST"))
+        payload, problem = _graphql_payload(body)
+        if problem is not None:
+            return self._json(400, _error_body(problem, "BAD_REQUEST"))
         variables = payload.get("variables")
         op_name = payload.get("operationName")
-        if variables is not None and not isinstance(variables, dict):
-            return self._json(400, _error_body('"variables" must be an object', "BAD_REQUEST"))
-        if op_name is not None and not isinstance(op_name, str):
-            return self._json(400, _error_body('"operationName" must be a string',
-                                               "BAD_REQUEST"))
         ctx = Context(self.runtime, principal, request_id_var.get())
         timeout = self.runtime.settings.api_timeout_s
         try:
@@ -214,7 +221,7 @@ class RiskGraphApp:
             return self._json(200, {"data": None, **_error_body(
                 f"the request took longer than {timeout:g} s and was stopped; ask for less",
                 "TIMEOUT")})
-        except Exception as exc:  # noqa: BLE001 - e.g. an operation name that matches nothing
+        except Exception as exc:  # e.g. an operation name that matches nothing
             self.runtime.metrics.errors.inc("BAD_REQUEST")
             return self._json(200, {"data": None, **_error_body(str(exc), "BAD_REQUEST")})
         out: dict[str, Any] = {"data": result.data}
@@ -272,7 +279,7 @@ class RiskGraphApp:
     def _request_id(scope: Scope) -> str:
         for k, v in scope.get("headers") or ():
             if k == b"x-request-id":
-                given = v.decode("latin-1")
+                given: str = v.decode("latin-1")
                 if _REQUEST_ID.match(given):
                     return given
         return uuid.uuid4().hex

@@ -36,7 +36,8 @@ class LinkType(Enum):
 
 
 def ctx_of(info: Info) -> Context:
-    return info.context  # type: ignore[no-any-return]
+    ctx: Context = info.context
+    return ctx
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -52,7 +53,7 @@ def iso(ms: Any) -> str | None:
 
 
 def _num(v: Any) -> float | None:
-    return None if v is None else float(v)  # type: ignore[no-any-return]
+    return None if v is None else float(v)
 
 
 def _int(v: Any) -> int | None:

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import machine_info
 
 DECIDE = ('mutation($id: ID!) { decideLimit(userId: $id, dryRun: true) '
           '{ action lines { line limit } reasons { code } } }')

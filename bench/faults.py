@@ -45,8 +45,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_info  # noqa: E402
-from tests.faults import (  # noqa: E402
+from bench.machine import machine_info
+from tests.faults import (
     DECIDE,
     ROOT,
     USER,

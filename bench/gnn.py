@@ -164,6 +164,99 @@ def _train(store: EmbeddedStore, models: Path, users: int, seed: int) -> dict[st
     return run
 
 
+def _ondemand(store: EmbeddedStore, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Score a sample of users one by one; their latency, and how far they are from
+    the batch scores."""
+    from gnn import pipeline, registry
+    from gnn.score import score_user
+
+    name, model = registry.load(models)
+    batch = pipeline.score_all(store, models, name)
+    rng = np.random.default_rng(args.seed)
+    ids = []
+    after = None
+    while len(ids) < args.train_users:
+        page = store.node_ids("User", after, 50_000)
+        if not page:
+            break
+        ids += page
+        after = page[-1]
+    sample = [ids[i] for i in rng.choice(len(ids), args.ondemand, replace=False)]
+    nodes = dict(zip(sample, store.get_nodes("User", sample)))
+    lat, diff = [], 0.0
+    for u in sample:
+        t0 = time.perf_counter()
+        s = score_user(model, store, u)
+        lat.append((time.perf_counter() - t0) * 1000)
+        diff = max(diff, max(abs(s[k] - nodes[u].properties[k]) for k in s))
+    out = {
+        "users": len(sample), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "max_abs_diff_vs_batch": diff, "batch": batch,
+    }
+    print(f"on demand ({len(sample)} users): p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
+          f"max |on-demand - batch| {diff:.2e}")
+    return out
+
+
+def _score(models: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Score the large store ``args.repeat`` times with the batch pipeline."""
+    import shutil
+    import statistics
+
+    from gnn import pipeline, registry
+    from gnn.tensors import export_graph
+    from gnn.train import raw_features
+    from graph import linkindex
+
+    big, load_s = _store(args.work, args.score_users, args.seed + 1)
+    index_s = 0.0
+    if args.no_link_index:
+        shutil.rmtree(big.path / linkindex.DIR_NAME, ignore_errors=True)
+    elif linkindex.fresh_index(big) is None:  # `riskgraph load` builds it too
+        t0 = time.perf_counter()
+        linkindex.refresh(big)
+        index_s = time.perf_counter() - t0
+    name, model = registry.load(models)
+    runs = []
+    for _ in range(max(1, args.repeat)):
+        started = time.perf_counter()
+        with _TreePeak() as tree_peak:
+            out = pipeline.score_all(big, models, name)
+        runs.append({"wall_seconds": round(time.perf_counter() - started, 2), **out,
+                     "peak_rss_with_children_gb": round(tree_peak.peak, 2)})
+        print(f"  scored in {runs[-1]['wall_seconds']}s", flush=True)
+    scoring_peak = _peak_gb()
+    median = statistics.median(r["wall_seconds"] for r in runs)
+    typical = min(runs, key=lambda r: abs(r["wall_seconds"] - median))
+    g = export_graph(big)
+    t0 = time.perf_counter()
+    raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
+    assert model.tree is not None
+    model.tree.logit(raw, g.user_ids)
+    tree_s = time.perf_counter() - t0
+    out = {
+        "users": args.score_users, "load_seconds": round(load_s, 1),
+        "link_index": not args.no_link_index,
+        "link_index_build_seconds": round(index_s, 1),
+        "median_wall_seconds": median, "runs": runs, **typical,
+        "peak_rss_gb": round(scoring_peak, 2),
+        "peak_rss_with_children_gb": max(r["peak_rss_with_children_gb"] for r in runs),
+        "peak_rss_gb_after_second_export": round(_peak_gb(), 2),
+        "baseline_own_trees_seconds": round(tree_s, 2),
+        "target": "1M users scored in at most 30 s within 10 GB",
+        "target_met": bool(median <= 30 and _peak_gb() <= 10),
+    }
+    print(f"score {args.score_users:,} users ({'with' if out['link_index'] else 'without'} "
+          f"the link index): median {median}s of {len(runs)}; the median run: export "
+          f"{out['export_seconds']}s, features {out['prepare_seconds']}s, model with the "
+          f"writes beside it {out['predict_seconds']}s, last writes "
+          f"{out['write_wait_seconds']}s; peak RSS {out['peak_rss_gb']} GB "
+          f"({out['peak_rss_with_children_gb']} GB with the child readers, sampled); "
+          f"own-feature trees alone {tree_s:.1f}s; target met: {out['target_met']}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-users", type=int, default=100_000)
@@ -186,9 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"machine": machine_info(), "args": {
         k: str(v) for k, v in vars(args).items()}}
 
-    from gnn import pipeline, registry
-    from gnn.score import score_user
-
     if stages & {"train", "ondemand"}:
         store, load_s = _store(args.work, args.train_users, args.seed)
         result["train_data_load_seconds"] = round(load_s, 1)
@@ -202,87 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in stages:
         result["train"] = _train(store, models, args.train_users, args.seed)
     if "ondemand" in stages:
-        name, model = registry.load(models)
-        batch = pipeline.score_all(store, models, name)
-        rng = np.random.default_rng(args.seed)
-        ids = []
-        after = None
-        while len(ids) < args.train_users:
-            page = store.node_ids("User", after, 50_000)
-            if not page:
-                break
-            ids += page
-            after = page[-1]
-        sample = [ids[i] for i in rng.choice(len(ids), args.ondemand, replace=False)]
-        nodes = dict(zip(sample, store.get_nodes("User", sample)))
-        lat, diff = [], 0.0
-        for u in sample:
-            t0 = time.perf_counter()
-            s = score_user(model, store, u)
-            lat.append((time.perf_counter() - t0) * 1000)
-            diff = max(diff, max(abs(s[k] - nodes[u].properties[k]) for k in s))
-        result["ondemand"] = {
-            "users": len(sample), "p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(float(np.percentile(lat, 99)), 2),
-            "max_abs_diff_vs_batch": diff, "batch": batch,
-        }
-        o = result["ondemand"]
-        print(f"on demand ({len(sample)} users): p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, "
-              f"max |on-demand - batch| {diff:.2e}")
+        result["ondemand"] = _ondemand(store, models, args)
     if "score" in stages:
-        import shutil
-        import statistics
-
-        from gnn.tensors import export_graph
-        from gnn.train import raw_features
-        from graph import linkindex
-
-        big, load_s = _store(args.work, args.score_users, args.seed + 1)
-        index_s = 0.0
-        if args.no_link_index:
-            shutil.rmtree(big.path / linkindex.DIR_NAME, ignore_errors=True)
-        elif linkindex.fresh_index(big) is None:  # `riskgraph load` builds it too
-            t0 = time.perf_counter()
-            linkindex.refresh(big)
-            index_s = time.perf_counter() - t0
-        name, model = registry.load(models)
-        runs = []
-        for _ in range(max(1, args.repeat)):
-            started = time.perf_counter()
-            with _TreePeak() as tree_peak:
-                out = pipeline.score_all(big, models, name)
-            runs.append({"wall_seconds": round(time.perf_counter() - started, 2), **out,
-                         "peak_rss_with_children_gb": round(tree_peak.peak, 2)})
-            print(f"  scored in {runs[-1]['wall_seconds']}s", flush=True)
-        scoring_peak = _peak_gb()
-        median = statistics.median(r["wall_seconds"] for r in runs)
-        typical = min(runs, key=lambda r: abs(r["wall_seconds"] - median))
-        g = export_graph(big)
-        t0 = time.perf_counter()
-        raw, _ = raw_features(g, model.spec.reference_ms, model.spec.channels)
-        assert model.tree is not None
-        model.tree.logit(raw, g.user_ids)
-        tree_s = time.perf_counter() - t0
-        result["score"] = {
-            "users": args.score_users, "load_seconds": round(load_s, 1),
-            "link_index": not args.no_link_index,
-            "link_index_build_seconds": round(index_s, 1),
-            "median_wall_seconds": median, "runs": runs, **typical,
-            "peak_rss_gb": round(scoring_peak, 2),
-            "peak_rss_with_children_gb": max(r["peak_rss_with_children_gb"] for r in runs),
-            "peak_rss_gb_after_second_export": round(_peak_gb(), 2),
-            "baseline_own_trees_seconds": round(tree_s, 2),
-            "target": "1M users scored in at most 30 s within 10 GB",
-            "target_met": bool(median <= 30 and _peak_gb() <= 10),
-        }
-        s = result["score"]
-        print(f"score {args.score_users:,} users ({'with' if s['link_index'] else 'without'} "
-              f"the link index): median {median}s of {len(runs)}; the median run: export "
-              f"{s['export_seconds']}s, features {s['prepare_seconds']}s, model with the "
-              f"writes beside it {s['predict_seconds']}s, last writes "
-              f"{s['write_wait_seconds']}s; peak RSS {s['peak_rss_gb']} GB "
-              f"({s['peak_rss_with_children_gb']} GB with the child readers, sampled); "
-              f"own-feature trees alone {tree_s:.1f}s; target met: {s['target_met']}")
+        result["score"] = _score(models, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
     args.out.write_text(json.dumps(prev | result, indent=2, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from typing import Any
@@ -29,8 +30,6 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     for mod in ("numpy", "lightgbm", "torch", "torch_geometric", "sklearn"):
-        try:
+        with contextlib.suppress(ImportError):
             info[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
     return info

@@ -47,9 +47,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from limits.engine import decide  # noqa: E402
-from limits.features import DAY_MS, LineState, Profile  # noqa: E402
-from limits.policy import load_policy  # noqa: E402
+from limits.engine import decide
+from limits.features import DAY_MS, LineState, Profile
+from limits.policy import load_policy
 
 NOW = 1_735_689_600_000
 

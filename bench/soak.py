@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import machine_info
 
 DECIDE = ('mutation($id: ID!, $dry: Boolean!) { decideLimit(userId: $id, dryRun: $dry) '
           '{ userId action fallback decidedAt lines { line limit } reasons { code } } }')
@@ -90,7 +90,7 @@ async def drive(url: str, keys: dict[str, str], users: list[str], rate: float,
                         "Content-Type": "application/json"}) as r:
                     payload = await r.json()
                     status = r.status
-            except Exception as exc:  # noqa: BLE001 - every failure is counted
+            except Exception as exc:  # every failure is counted
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 window["errors"] += 1
                 return

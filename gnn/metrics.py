@@ -97,7 +97,8 @@ def _ap_weighted(order: np.ndarray, ends: np.ndarray, y: np.ndarray, w: np.ndarr
     pos = tp[:, -1:]
     prec = tp / np.maximum(seen, 1e-12)
     rec_step = np.diff(np.concatenate([np.zeros((len(w), 1)), tp], axis=1), axis=1)
-    return (rec_step * prec).sum(axis=1) / np.maximum(pos[:, 0], 1e-12)
+    ap: np.ndarray = (rec_step * prec).sum(axis=1) / np.maximum(pos[:, 0], 1e-12)
+    return ap
 
 
 def paired_bootstrap_ap_diff(y: np.ndarray, model: np.ndarray, baseline: np.ndarray,

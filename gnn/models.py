@@ -248,7 +248,7 @@ Operators = dict[str, dict[str, tuple[Tensor, Tensor, Tensor]]]
 
 def propagation_operators(data: Any) -> Operators:
     """The fixed aggregation matrices of a HeteroData, built once and kept on it."""
-    cached = getattr(data, "_risk_ops", None)
+    cached: Operators | None = getattr(data, "_risk_ops", None)
     if cached is not None:
         return cached
     items: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}

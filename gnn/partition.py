@@ -45,6 +45,35 @@ def _columns(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {n: np.concatenate([c[n] for c in chunks]) for n in names}
 
 
+def _shared_item_pairs(
+    store: GraphStore, targets: list[str], max_item_users: int,
+) -> tuple[dict[str, list[tuple[str, str]]], set[str]]:
+    """For each shared-item relationship, the (holder, item) pairs of the non-hub items
+    the ``targets`` hold, with every holder of those items; and the set of holders."""
+    item_pairs: dict[str, list[tuple[str, str]]] = {}
+    others: set[str] = set()
+    if not targets:
+        return item_pairs, others
+    held = store.adjacent("User", targets, list(SHARED_ITEM_RELS), "out",
+                          MAX_LINKS_PER_USER)
+    by_rel: dict[str, set[str]] = defaultdict(set)
+    for a in held:
+        by_rel[a.rel_type].add(a.other_id)
+    for rt, items in by_rel.items():
+        holders: dict[str, set[str]] = defaultdict(set)
+        for b in store.adjacent(REL_TYPES[rt].dst, sorted(items), [rt], "in",
+                                max_item_users + 1):
+            holders[b.node_id].add(b.other_id)
+        pairs = []
+        for item, hs in holders.items():
+            if len(hs) > max_item_users:
+                continue  # a hub links nobody
+            pairs += [(h, item) for h in hs]
+            others |= hs
+        item_pairs[rt] = pairs
+    return item_pairs, others
+
+
 def partition_graph(
     store: GraphStore, lo: str | None, hi: str | None,
     max_item_users: int = DEFAULT_MAX_ITEM_USERS, batch_size: int = 50_000,
@@ -55,26 +84,7 @@ def partition_graph(
                                                 batch_size)))
     targets = own.pop("id").astype(str).tolist()
     target_set = set(targets)
-    item_pairs: dict[str, list[tuple[str, str]]] = {}
-    others: set[str] = set()
-    if targets:
-        held = store.adjacent("User", targets, list(SHARED_ITEM_RELS), "out",
-                              MAX_LINKS_PER_USER)
-        by_rel: dict[str, set[str]] = defaultdict(set)
-        for a in held:
-            by_rel[a.rel_type].add(a.other_id)
-        for rt, items in by_rel.items():
-            holders: dict[str, set[str]] = defaultdict(set)
-            for b in store.adjacent(REL_TYPES[rt].dst, sorted(items), [rt], "in",
-                                    max_item_users + 1):
-                holders[b.node_id].add(b.other_id)
-            pairs = []
-            for item, hs in holders.items():
-                if len(hs) > max_item_users:
-                    continue  # a hub links nobody
-                pairs += [(h, item) for h in hs]
-                others |= hs
-            item_pairs[rt] = pairs
+    item_pairs, others = _shared_item_pairs(store, targets, max_item_users)
     # the payers of every non-hub merchant a partition user paid (as neighbourhood_graph
     # reads them for one user)
     shop_payers: dict[str, set[str]] = {}

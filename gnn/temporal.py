@@ -50,7 +50,8 @@ class GroupIndex:
         comp_sorted = ks[self.order] * span + (self.sorted_time - tmin)
         lo = np.maximum(self.times - window - tmin, 0)
         a = np.searchsorted(comp_sorted, ks * span + lo, side="left")
-        return np.maximum(a, self.start)
+        first: np.ndarray = np.maximum(a, self.start)
+        return first
 
     def earlier_sums(self, values: np.ndarray, window: int | None = None) -> np.ndarray:
         """Per row, the sum of ``values`` (n or n x m) over strictly earlier rows with the
@@ -62,7 +63,7 @@ class GroupIndex:
         csum = np.zeros((len(v) + 1, v.shape[1]))
         np.cumsum(v[self.order], axis=0, out=csum[1:])
         lo = self.start if window is None else self.window_start(window)
-        out = csum[self.end] - csum[lo]
+        out: np.ndarray = csum[self.end] - csum[lo]
         return out[:, 0] if squeeze else out
 
     def last_earlier_time(self, mask: np.ndarray | None = None) -> np.ndarray:

@@ -33,6 +33,32 @@ class NormalisedBatch:
         return len(self.keys)
 
 
+def _as_float(value: Any) -> float | None:
+    f = float(value)
+    if math.isnan(f):
+        return None
+    if math.isinf(f):
+        raise ValueError("infinite")
+    return f
+
+
+def _as_bool(value: Any) -> int:
+    if isinstance(value, str):
+        low = value.lower()
+        if low in ("true", "1", "yes"):
+            return 1
+        if low in ("false", "0", "no"):
+            return 0
+        raise ValueError("not a boolean")
+    return 1 if bool(value) else 0
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not an integer")
+    return int(value)
+
+
 def _coerce(value: Any, kind: PropType, column: str, row: int) -> Any:
     """A value as stored, or None for "not given" (None, NaN, empty string for numbers)."""
     if value is None:
@@ -45,29 +71,12 @@ def _coerce(value: Any, kind: PropType, column: str, row: int) -> Any:
             if value == "":
                 return None
         if kind is PropType.FLOAT:
-            f = float(value)
-            if math.isnan(f):
-                return None
-            if math.isinf(f):
-                raise ValueError("infinite")
-            return f
+            return _as_float(value)
         if isinstance(value, float) and math.isnan(value):
             return None
         if kind is PropType.BOOL:
-            if isinstance(value, str):
-                low = value.lower()
-                if low in ("true", "1", "yes"):
-                    return 1
-                if low in ("false", "0", "no"):
-                    return 0
-                raise ValueError("not a boolean")
-            return 1 if bool(value) else 0
-        # INT and TS (epoch milliseconds)
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError("not an integer")
-            return int(value)
-        return int(value)
+            return _as_bool(value)
+        return _as_int(value)  # INT and TS (epoch milliseconds)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidBatchError(
             f"column {column!r}, row {row}: {value!r} is not a valid {kind.value} ({exc})"
@@ -114,9 +123,9 @@ def _ids(columns: Columns, name: str, n: int, required: bool = True) -> list[str
             raise InvalidBatchError(f"batch has no {name!r} column")
         return [""] * n
     values = _as_list(columns[name])
-    if values and set(map(type, values)) <= {str}:
-        if min(map(len, values)) >= 1 and max(map(len, values)) <= MAX_ID_LENGTH:
-            return values
+    if (values and set(map(type, values)) <= {str}
+            and min(map(len, values)) >= 1 and max(map(len, values)) <= MAX_ID_LENGTH):
+        return values
     out = []
     for i, v in enumerate(columns[name]):
         if v is None or (isinstance(v, float) and math.isnan(v)):

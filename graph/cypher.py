@@ -1,36 +1,14 @@
 """Every Cypher statement RiskGraph sends, as constants.
 
 Values only ever travel as parameters (``$rows``, ``$ids``, ``$after``, ...). Labels and
-relationship types cannot be parameters in Cypher, so the statements that need them are
-built here, once at import time, from the fixed allow-list in ``graph.model`` and kept
-in dicts keyed by label or type. Nothing a caller passes at run time reaches the text of
-a statement.
+relationship types cannot be parameters, so the statements that need them are built
+here at import time from the allow-list in ``graph.model``, in dicts keyed by label or
+type: nothing a caller passes at run time reaches the text of a statement.
 
-Lookups by key are written ``MATCH (n:Label) WHERE n.id = x`` rather than with an inline
-map ``(n:Label {id: x})``: both use the unique index, but ArcadeDB (the Bolt server the
-tests run against) reads a string value such as ``"$ids"`` in an inline map as a
-reference to the parameter of that name, and the lookup then misses.
-
-The dialect is portable Neo4j 5 Cypher (5.23 or later, for ``CALL (n) { ... }``), also
-served by ArcadeDB over Bolt: no APOC, no ``elementId()``, timestamps as epoch ms.
-
-Upserts come in two forms, both valid on either server; the store picks one from the
-server's agent string (``graph.neo4j_store.write_form``):
-
-* ``merge`` (Neo4j): one ``MERGE ... SET x += r.props`` statement per batch. Neo4j runs
-  it fast, and its MERGE locks the endpoints, so concurrent writers never duplicate a
-  relationship.
-* ``split`` (ArcadeDB): look the batch's keys up, then ``CREATE`` the new rows with an
-  inline property map and ``SET x += r.props`` on the existing ones only. On ArcadeDB
-  26.10, MERGE that creates and ``SET +=`` each cost 100 to 250 us a row, CREATE with an
-  inline map about 20 us; a new node or relationship is written once, not twice.
-  ArcadeDB's optimistic transactions make the split safe there: of two writers that
-  create the same node, the second to commit fails on the unique index
-  (``ConstraintValidationFailed``); of two that create the same relationship, on the
-  endpoints' edge lists (``Neo.TransientError.Transaction.DeadlockDetected``, "concurrent
-  change"). The store retries the loser, whose lookup then finds the row. On Neo4j, whose
-  reads take no locks, the split could duplicate a relationship under concurrent
-  writers, so Neo4j keeps ``merge``.
+Portable Neo4j 5 Cypher (5.23 or later), also served by ArcadeDB over Bolt; lookups by
+key are ``WHERE n.id = x``, never an inline map. Upserts come in two forms, ``merge``
+(Neo4j) and ``split`` (ArcadeDB), picked by ``graph.neo4j_store.write_form``.
+docs/scale.md ("The stores, as built") gives the reasons and the costs measured.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """The embedded store: the default, no server, persisted in a data directory.
 
-Layout: one SQLite database (``graph.sqlite``, write-ahead log) with one table per node
-label keyed by ``id`` and one table per relationship type keyed by ``(src, dst, key)``
-with a reverse index on ``(dst, src, key)``. Properties are typed columns generated
-from graph.model, so a node costs its values and two B-tree entries, not a Python
-object. Every upsert is one transaction: a crash leaves the previous state readable,
-and ``load`` in one process is seen by ``linked`` in the next.
-
-Why not networkx as storage: a MultiDiGraph of 1M nodes and 5M edges takes 2.7 GB and
-about a minute to build; here a graph of that size is a file that opens instantly.
-Global algorithms (rings) export arrays and run on scipy.
+One SQLite database (``graph.sqlite``, write-ahead log): a table per node label keyed by
+``id``, a table per relationship type keyed by ``(src, dst, key)`` with a reverse index
+on ``(dst, src, key)``, properties as typed columns generated from graph.model. Every
+upsert is one transaction: a crash leaves the previous state readable, and ``load`` in
+one process is seen by ``linked`` in the next. Global algorithms (rings) export arrays
+and run on scipy. Why SQLite and not an in-memory graph: docs/scale.md.
 """
 
 from __future__ import annotations
@@ -111,7 +107,7 @@ class EmbeddedStore:
         return self.path / "graph.sqlite"
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
         if not self._ready:
@@ -196,10 +192,8 @@ class EmbeddedStore:
     def close(self) -> None:
         with self._lock:
             for c in self._conns:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     c.close()
-                except sqlite3.Error:
-                    pass
             self._conns.clear()
         self._local = threading.local()
         self._ready = False
@@ -758,7 +752,7 @@ def _optional_floats(values: Sequence[float | None]) -> list[float | None]:
     a = np.asarray(values, dtype=np.float64).reshape(-1)
     out = a.astype(object)
     out[np.isnan(a)] = None
-    return out.tolist()  # type: ignore[no-any-return]
+    return out.tolist()
 
 
 def _stream(

@@ -172,10 +172,10 @@ class Neo4jStore:
         missing = [s for name, s in wanted.items() if name not in existing]
         if not missing:
             return
-        with self._translated("creating constraints and indexes", GraphError):
-            with self._session() as session:
-                for statement in missing:
-                    session.run(statement).consume()
+        with (self._translated("creating constraints and indexes", GraphError),
+              self._session() as session):
+            for statement in missing:
+                session.run(statement).consume()
 
     def close(self) -> None:
         if self.owns_driver and not self._closed:
@@ -183,9 +183,9 @@ class Neo4jStore:
         self._closed = True
 
     def ping(self) -> None:
-        with self._translated("answering a ping", StoreUnavailableError):
-            with self._session(neo4j.READ_ACCESS) as session:
-                session.run(cypher.PING).consume()
+        with (self._translated("answering a ping", StoreUnavailableError),
+              self._session(neo4j.READ_ACCESS) as session):
+            session.run(cypher.PING).consume()
 
     def clear(self) -> None:
         # In bounded transactions, so a large graph does not need one huge transaction.
@@ -274,13 +274,7 @@ class Neo4jStore:
         the endpoints looked up, to tell which rows those were."""
         keys = batch.keys
         lookup = cypher.EXISTING_RELATIONSHIPS[rt.type]
-        if rt.keyed:
-            wanted: dict[str, list[str]] = {}
-            for key in keys:
-                wanted.setdefault(key[0], []).append(key[2])
-            lookups: list[Any] = [[src, ids] for src, ids in wanted.items()]
-        else:
-            lookups = _unique(k[0] for k in keys)
+        lookups = _relationship_lookups(rt, keys)
         heads = [[k[0] for k in keys], [k[1] for k in keys]]
         if rt.keyed:
             heads.append([k[2] for k in keys])
@@ -581,19 +575,19 @@ class Neo4jStore:
         isolation gives one statement), and never re-sorted per page. The driver pulls
         ``export_fetch_size`` records per round trip. An export is not retried: a
         server restart in the middle of it raises, and the export is run again."""
-        with self._translated(doing, GraphError):
-            with self._driver.session(database=self.database,
-                                      default_access_mode=neo4j.READ_ACCESS,
-                                      fetch_size=self.export_fetch_size) as session:
-                with session.begin_transaction() as tx:
-                    page: list[neo4j.Record] = []
-                    for record in tx.run(statement, params):
-                        page.append(record)
-                        if len(page) >= batch_size:
-                            yield page
-                            page = []
-                    if page:
-                        yield page
+        with (self._translated(doing, GraphError),
+              self._driver.session(database=self.database,
+                                   default_access_mode=neo4j.READ_ACCESS,
+                                   fetch_size=self.export_fetch_size) as session,
+              session.begin_transaction() as tx):
+            page: list[neo4j.Record] = []
+            for record in tx.run(statement, params):
+                page.append(record)
+                if len(page) >= batch_size:
+                    yield page
+                    page = []
+            if page:
+                yield page
 
     # -- transactions and errors ------------------------------------------------------------
     def _write_form(self, rows: int) -> WriteForm:
@@ -602,9 +596,9 @@ class Neo4jStore:
         if rows < self.split_min_rows:
             return "merge"
         if self._form is None:
-            with self._translated("asking the server what it is", StoreUnavailableError):
-                with self._session(neo4j.READ_ACCESS) as session:
-                    agent = session.run(cypher.PING).consume().server.agent
+            with (self._translated("asking the server what it is", StoreUnavailableError),
+                  self._session(neo4j.READ_ACCESS) as session):
+                agent = session.run(cypher.PING).consume().server.agent
             self._form = write_form(agent or "")
         return self._form
 
@@ -612,9 +606,9 @@ class Neo4jStore:
         return self._driver.session(database=self.database, default_access_mode=access)
 
     def _read(self, doing: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
-        with self._translated(doing, GraphError):
-            with self._session(neo4j.READ_ACCESS) as session:
-                return session.execute_read(work)
+        with (self._translated(doing, GraphError),
+              self._session(neo4j.READ_ACCESS) as session):
+            return session.execute_read(work)
 
     def _write(self, doing: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work`` in one write transaction, retrying it whole with backoff."""
@@ -623,9 +617,9 @@ class Neo4jStore:
             if attempt:
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
             try:
-                with self._translated(doing, StoreWriteError, retryable=True):
-                    with self._session() as session:
-                        return session.execute_write(work)
+                with (self._translated(doing, StoreWriteError, retryable=True),
+                      self._session() as session):
+                    return session.execute_write(work)
             except (neo4j_errors.TransientError, neo4j_errors.ConstraintError) as exc:
                 last = exc
         code = getattr(last, "code", None)
@@ -697,6 +691,17 @@ def _directions(direction: str) -> tuple[Literal["out", "in"], ...]:
     raise InvalidBatchError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
 
 
+def _relationship_lookups(rt: RelType, keys: list[tuple[str, ...]]) -> list[Any]:
+    """The parameters of EXISTING_RELATIONSHIPS for ``keys``: [src, [id, ...]] per source
+    for a keyed type, else the distinct sources."""
+    if rt.keyed:
+        wanted: dict[str, list[str]] = {}
+        for key in keys:
+            wanted.setdefault(key[0], []).append(key[2])
+        return [[src, ids] for src, ids in wanted.items()]
+    return _unique(k[0] for k in keys)
+
+
 def _unique(ids: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(i) for i in ids))
 
@@ -736,7 +741,7 @@ def _list_rows(
 def _single(result: neo4j.Result, key: str, default: T) -> T:
     """The value under ``key`` of a statement's one record, or ``default`` if none."""
     record = result.single()
-    return record[key] if record is not None else default  # type: ignore[no-any-return]
+    return record[key] if record is not None else default
 
 
 def _count(result: neo4j.Result) -> int:

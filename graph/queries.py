@@ -75,23 +75,7 @@ def user_links(
     out: list[tuple[str, Link, str]] = []
     item_rels = [r for r in via if r in SHARED_ITEM_RELS]
     if item_rels and users:
-        held = store.adjacent("User", users, item_rels, "out", MAX_ITEMS_PER_USER)
-        by_rel: dict[str, list[Adjacency]] = defaultdict(list)
-        for a in held:
-            by_rel[a.rel_type].append(a)
-        for rt, adj in sorted(by_rel.items()):
-            label = REL_TYPES[rt].dst
-            items = sorted({a.other_id for a in adj})
-            holders: dict[str, list[str]] = defaultdict(list)
-            for b in store.adjacent(label, items, [rt], "in", max_item_users + 1):
-                holders[b.node_id].append(b.other_id)
-            for a in adj:
-                others = holders.get(a.other_id, [])
-                if len(others) > max_item_users:
-                    continue  # a hub links nobody
-                for other in others:
-                    if other != a.node_id:
-                        out.append((a.node_id, Link(rt, label, a.other_id, a.node_id), other))
+        out += _shared_item_links(store, users, item_rels, max_item_users)
     direct_rels = [r for r in via if r in USER_USER_RELS]
     if direct_rels and users:
         pairs: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -101,6 +85,31 @@ def user_links(
         for (u, rt, other), n in pairs.items():
             out.append((u, Link(rt, "User", other, u, n), other))
     out.sort()
+    return out
+
+
+def _shared_item_links(
+    store: GraphStore, users: Sequence[str], item_rels: list[str], max_item_users: int,
+) -> list[tuple[str, Link, str]]:
+    """(user, link, other user) for every non-hub item of ``item_rels`` a user shares."""
+    out: list[tuple[str, Link, str]] = []
+    held = store.adjacent("User", users, item_rels, "out", MAX_ITEMS_PER_USER)
+    by_rel: dict[str, list[Adjacency]] = defaultdict(list)
+    for a in held:
+        by_rel[a.rel_type].append(a)
+    for rt, adj in sorted(by_rel.items()):
+        label = REL_TYPES[rt].dst
+        items = sorted({a.other_id for a in adj})
+        holders: dict[str, list[str]] = defaultdict(list)
+        for b in store.adjacent(label, items, [rt], "in", max_item_users + 1):
+            holders[b.node_id].append(b.other_id)
+        for a in adj:
+            others = holders.get(a.other_id, [])
+            if len(others) > max_item_users:
+                continue  # a hub links nobody
+            for other in others:
+                if other != a.node_id:
+                    out.append((a.node_id, Link(rt, label, a.other_id, a.node_id), other))
     return out
 
 
@@ -333,16 +342,8 @@ def ring_exposure(store: GraphStore, user_id: str, props: Mapping[str, object] |
                 * rings_pass.coherence(cfg, np.array([mine]), np.array([theirs]))[0])
         elif lk.rel_type == "REFERRED":
             evidence[o] += cfg.referral_weight * lk.count
-    moved: dict[str, list[float]] = defaultdict(list)
-    for direction in ("out", "in"):
-        for r in store.relationships("TRANSFERRED", [user_id], direction,  # type: ignore[arg-type]
-                                     MAX_DIRECT_LINKS_PER_USER):
-            other = r.dst if direction == "out" else r.src
-            if other != user_id:
-                moved[other].append(_num(r.properties.get("amount")))
-    for o, amounts in moved.items():
-        evidence[o] += float(rings_pass.transfer_weight(
-            cfg, np.array([len(amounts)]), np.array([sum(amounts)]))[0])
+    for o, w in _transfer_evidence(store, user_id, cfg).items():
+        evidence[o] += w
     best = stored
     for o, w in evidence.items():
         n = nodes.get(o)
@@ -351,6 +352,21 @@ def ring_exposure(store: GraphStore, user_id: str, props: Mapping[str, object] |
         e = max(_num(n.properties.get("ring_suspicion")), _num(n.properties.get("fraud_risk")))
         best = max(best, float(rings_pass.link_strength(cfg, w)) * e)
     return min(1.0, best)
+
+
+def _transfer_evidence(store: GraphStore, user_id: str, cfg: rings_pass.RingConfig
+                       ) -> dict[str, float]:
+    """The evidence the user's transfers (either way) give each counterpart."""
+    moved: dict[str, list[float]] = defaultdict(list)
+    for direction in ("out", "in"):
+        for r in store.relationships("TRANSFERRED", [user_id], direction,
+                                     MAX_DIRECT_LINKS_PER_USER):
+            other = r.dst if direction == "out" else r.src
+            if other != user_id:
+                moved[other].append(_num(r.properties.get("amount")))
+    return {o: float(rings_pass.transfer_weight(
+                cfg, np.array([len(amounts)]), np.array([sum(amounts)]))[0])
+            for o, amounts in moved.items()}
 
 
 def _indexed_links(store: GraphStore, users: Sequence[str],
@@ -515,7 +531,13 @@ def neighbourhood(
         if not nxt:
             break
         level = nxt
-    # keep each relationship once, seen from its source
+    nodes = tuple(sorted(seen, key=lambda k: seen[k]))
+    return Subgraph(nodes, tuple(sorted(_from_sources(edges, seen))), truncated)
+
+
+def _from_sources(edges: Iterable[Adjacency], seen: Mapping[tuple[str, str], int]
+                  ) -> set[Adjacency]:
+    """Each relationship between ``seen`` nodes once, as seen from its source."""
     canon = set()
     for a in edges:
         if (a.other_label, a.other_id) not in seen:
@@ -526,5 +548,4 @@ def neighbourhood(
             src_label = REL_TYPES[a.rel_type].src
             canon.add(Adjacency(a.other_id, a.rel_type, "out", REL_TYPES[a.rel_type].dst,
                                 a.node_id, a.rel_key) if src_label else a)
-    nodes = tuple(sorted(seen, key=lambda k: seen[k]))
-    return Subgraph(nodes, tuple(sorted(canon)), truncated)
+    return canon

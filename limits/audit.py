@@ -89,7 +89,8 @@ def _raw_body(d: Decision) -> dict[str, Any]:
 
 def decision_body(d: Decision) -> dict[str, Any]:
     """The full record form of a decision, as read back from JSON."""
-    return json.loads(canonical(_raw_body(d)))  # type: ignore[no-any-return]
+    body: dict[str, Any] = json.loads(canonical(_raw_body(d)))
+    return body
 
 
 def _reason_body(r: Any) -> dict[str, Any]:
@@ -465,7 +466,7 @@ class AuditLog:
             error = self._shorter(0, high, head)
             return VerifyResult(error is None, 0, error[0] if error else None,
                                 missing=error[1] if error else 0)
-        keyed = unkeyed_after = 0
+        keyed = 0
         wanted = {s for s in (high - 1, head[0] if head else -1) if s >= 0}
         hashes: dict[int, str] = {}
         with self._locked():
@@ -483,8 +484,6 @@ class AuditLog:
                         break
                     if "mac" in checked:
                         keyed += 1
-                    elif keyed:
-                        unkeyed_after += 1
                     if n in wanted:
                         hashes[n] = checked["hash"]
                     rec, prev, n = checked, checked["hash"], n + 1
@@ -498,15 +497,25 @@ class AuditLog:
         short = self._shorter(n, high, head)
         if short is not None:
             return VerifyResult(False, n, short[0], rebuild, missing=short[1], keyed=keyed)
+        rewritten = self._rewritten(hashes, high, high_hash, head)
+        if rewritten is not None:
+            return VerifyResult(False, n, rewritten, rebuild, keyed=keyed)
+        return VerifyResult(True, n, None, rebuild, keyed=keyed,
+                            warnings=self._warnings(n, keyed))
+
+    @staticmethod
+    def _rewritten(hashes: dict[int, str], high: int, high_hash: str | None,
+                   head: tuple[int, str] | None) -> AuditIntegrityError | None:
+        """The error when the record the index last saw, or the head given, is not the
+        one the log holds at its place."""
         for seq, expected, what in ((high - 1, high_hash, "the last record seen before"),
                                     (head[0] if head else -1, head[1] if head else None,
                                      "the head given")):
             if seq >= 0 and expected is not None and hashes.get(seq) != expected:
-                return VerifyResult(False, n, AuditIntegrityError(
+                return AuditIntegrityError(
                     seq + 1, seq, f"record {seq} is not {what} (its hash differs): the log "
-                    "was rewritten from there on"), rebuild, keyed=keyed)
-        return VerifyResult(True, n, None, rebuild, keyed=keyed,
-                            warnings=self._warnings(n, keyed))
+                    "was rewritten from there on")
+        return None
 
     def _check_mac(self, rec: dict[str, Any], line_no: int, seq: int, keyed_before: int
                    ) -> dict[str, Any] | AuditIntegrityError:
@@ -585,42 +594,54 @@ def _check_record(raw: bytes, line_no: int, seq: int, prev: str
         return AuditIntegrityError(line_no, seq, "not valid JSON")
     if not isinstance(rec, dict):
         return AuditIntegrityError(line_no, seq, "not a JSON object")
+    problem = _fields_problem(rec, seq, prev) or _content_problem(raw, rec)
+    if problem is not None:
+        return AuditIntegrityError(line_no, seq, problem)
+    return rec
+
+
+def _fields_problem(rec: dict[str, Any], seq: int, prev: str) -> str | None:
+    """What is wrong with a record's fields (names, place in the chain, types), if anything."""
     missing = [k for k in (*RECORD_KEYS, "hash") if k not in rec]
     if missing:
-        return AuditIntegrityError(line_no, seq, f"missing fields {missing}")
+        return f"missing fields {missing}"
     unknown = sorted(set(rec) - _KNOWN_KEYS)
     if unknown:
-        return AuditIntegrityError(line_no, seq, f"unknown fields {unknown}")
+        return f"unknown fields {unknown}"
     if rec["seq"] != seq:
-        return AuditIntegrityError(line_no, seq, f"seq is {rec['seq']!r}, expected {seq} "
-                                   "(a record was removed, inserted or moved)")
+        return f"seq is {rec['seq']!r}, expected {seq} (a record was removed, inserted or moved)"
     if rec["prev_hash"] != prev:
-        return AuditIntegrityError(line_no, seq, "prev_hash does not match the previous record")
+        return "prev_hash does not match the previous record"
     opts = rec["options"]
     if not (isinstance(rec["hash"], str) and isinstance(rec["kind"], str)
             and type(rec["recorded_at_ms"]) is int and isinstance(opts, dict)
             and set(opts) == {"counterfactuals"} and isinstance(opts["counterfactuals"], bool)):
-        return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+        return "content does not match its hash (edited)"
+    return None
+
+
+def _content_problem(raw: bytes, rec: dict[str, Any]) -> str | None:
+    """What is wrong with a record's bytes (not canonical, not the content hashed), if
+    anything."""
     if raw != canonical(rec).encode("utf-8") + b"\n":
-        return AuditIntegrityError(line_no, seq, "bytes differ from the canonical form of the "
-                                   "record (the line was edited)")
+        return "bytes differ from the canonical form of the record (the line was edited)"
     # The line is canonical, so the record without ``hash`` is the line without its
     # top-level hash field: the last one, as only fixed fields (kind, options, prev_hash,
     # recorded_at_ms, seq) follow it and none of them can hold that text.
     field = _HASH_KEY + rec["hash"].encode("utf-8") + b'"'
     at = raw.rfind(_HASH_KEY)
     if raw[at:at + len(field)] != field:
-        return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+        return "content does not match its hash (edited)"
     body = raw[:at] + raw[at + len(field):-1]
     if "mac" in rec:
         # Only fixed fields follow ``mac`` too: the last occurrence is the record's own.
         if not isinstance(rec["mac"], str):
-            return AuditIntegrityError(line_no, seq, "mac is not text (edited)")
+            return "mac is not text (edited)"
         mac_field = _MAC_KEY + rec["mac"].encode("utf-8") + b'"'
         m = body.rfind(_MAC_KEY)
         if m < 0 or body[m:m + len(mac_field)] != mac_field:
-            return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
+            return "content does not match its hash (edited)"
         body = body[:m] + body[m + len(mac_field):]
     if hashlib.sha256(body).hexdigest() != rec["hash"]:
-        return AuditIntegrityError(line_no, seq, "content does not match its hash (edited)")
-    return rec
+        return "content does not match its hash (edited)"
+    return None

@@ -21,6 +21,7 @@ commits, never half of it (one SQLite transaction).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -207,10 +208,8 @@ class AuditIndex:
     def remove(self) -> None:
         self.close()
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
-            except FileNotFoundError:
-                pass
 
     def rebuild(self, entries: Iterable[tuple[dict[str, Any], int, int]], end: int,
                 next_seq: int, last_hash: str | None) -> None:
@@ -260,7 +259,7 @@ class AuditIndex:
         if covered < 0 or covered > upto or not self._tail_matches(conn, covered):
             with _transaction(conn):
                 for table in ("rec", "last_raise"):
-                    conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                    conn.execute(f"DELETE FROM {table}")  # fixed table names
                 conn.execute("DELETE FROM meta WHERE k NOT IN ('high_seq', 'high_hash')")
             covered = 0
         entries = list(_read_entries(self.log_path, covered, upto))
@@ -327,10 +326,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
         raise
     conn.execute("COMMIT")
 
@@ -404,7 +401,7 @@ def _read_entries(path: Path, start: int, end: int
                 return
             try:
                 rec = json.loads(raw)
-                rec["decision"]["user_id"]  # noqa: B018 - a record names its user
+                rec["decision"]["user_id"]  # a record names its user
             except (ValueError, KeyError, TypeError):
                 return
             yield rec, offset, len(raw)

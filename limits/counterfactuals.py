@@ -503,6 +503,37 @@ _TEXT_ORDER = ("on_time_months", "wait", "monthly_txns", "utilisation", "income"
                "credit_score", "fraud_risk", "relational_risk", "ring")
 
 
+def _plan_part(p: Profile, part: str, value: Any, policy: Policy
+               ) -> tuple[tuple[str, str] | None, Any]:
+    """The (English, Chinese) text of one part of a plan, and the value it needs."""
+    text: tuple[str, str] | None = None
+    if part == "on_time_months":
+        text = _months_text(value)
+    elif part == "wait":
+        text = _wait_text(value, policy)
+        value = date_text(value, policy)
+    elif part == "monthly_txns":
+        text = _txns_text(value)
+    elif part == "utilisation":
+        text = _util_text(value)
+    elif part == "income":
+        text = _income_text(value)
+    elif part == "credit_score":
+        value = int(value)
+        text = (f"a credit score of {value}", f"信用分达到 {value}")
+    elif part == "relational_risk":
+        text = (f"linked-account (relational) risk at or below {value:.2f}",
+                f"关联账户风险降至 {value:.2f} 或以下")
+    elif part == "fraud_risk":
+        text = (f"fraud risk at or below {value:.2f} after investigation",
+                f"经调查后欺诈风险降至 {value:.2f} 或以下")
+    elif part == "ring":
+        value = p.ring_id
+        text = (f"no longer being linked to the group {p.ring_id}",
+                f"不再与关联团伙 {p.ring_id} 存在关联")
+    return text, value
+
+
 def _plan_cf(p: Profile, plan: dict[str, Any], d: Decision, policy: Policy
              ) -> Counterfactual | None:
     plan = {k: plan[k] for k in _TEXT_ORDER
@@ -513,31 +544,9 @@ def _plan_cf(p: Profile, plan: dict[str, Any], d: Decision, policy: Policy
     texts: list[tuple[str, str]] = []
     needed: dict[str, Any] = {}
     for part, value in plan.items():
-        if part == "on_time_months":
-            texts.append(_months_text(value))
-        elif part == "wait":
-            texts.append(_wait_text(value, policy))
-            value = date_text(value, policy)
-        elif part == "monthly_txns":
-            texts.append(_txns_text(value))
-        elif part == "utilisation":
-            texts.append(_util_text(value))
-        elif part == "income":
-            texts.append(_income_text(value))
-        elif part == "credit_score":
-            value = int(value)
-            texts.append((f"a credit score of {value}", f"信用分达到 {value}"))
-        elif part == "relational_risk":
-            texts.append((f"linked-account (relational) risk at or below {value:.2f}",
-                          f"关联账户风险降至 {value:.2f} 或以下"))
-        elif part == "fraud_risk":
-            texts.append((f"fraud risk at or below {value:.2f} after investigation",
-                          f"经调查后欺诈风险降至 {value:.2f} 或以下"))
-        elif part == "ring":
-            value = p.ring_id
-            texts.append((f"no longer being linked to the group {p.ring_id}",
-                          f"不再与关联团伙 {p.ring_id} 存在关联"))
-        needed[part] = value
+        text, needed[part] = _plan_part(p, part, value, policy)
+        if text is not None:
+            texts.append(text)
     if len(needed) == 1:
         (part, value), = needed.items()
         current = {"on_time_months": 0, "wait": date_text(p.now_ms, policy),

@@ -127,14 +127,18 @@ def check_profile(p: Profile) -> None:
             f"has characters {bad}; use '0' on time, '1'..'6' overdue buckets, '-' no bill",
         )
     for line, st in p.lines.items():
-        if line not in LINES:
-            raise ProfileError(p.user_id, f"lines.{line}", f"unknown line; use one of {LINES}")
-        for name in ("limit", "balance", "temp_limit"):
-            v = getattr(st, name)
-            if v is None or not math.isfinite(v) or v < 0:
-                raise ProfileError(
-                    p.user_id, f"lines.{line}.{name}", f"must be a finite number >= 0, got {v!r}"
-                )
+        _check_line(p.user_id, line, st)
+
+
+def _check_line(user_id: str, line: str, st: LineState) -> None:
+    if line not in LINES:
+        raise ProfileError(user_id, f"lines.{line}", f"unknown line; use one of {LINES}")
+    for name in ("limit", "balance", "temp_limit"):
+        v = getattr(st, name)
+        if v is None or not math.isfinite(v) or v < 0:
+            raise ProfileError(
+                user_id, f"lines.{line}.{name}", f"must be a finite number >= 0, got {v!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ class Lines(_Model):
     cash_loan: LineRules
 
     def rules(self, line: str) -> LineRules:
-        return getattr(self, line)  # type: ignore[no-any-return]
+        rules: LineRules = getattr(self, line)
+        return rules
 
 
 class Exposure(_Model):

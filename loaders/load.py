@@ -228,44 +228,52 @@ def _ahead(items: Iterator[_Prepared], depth: int) -> Iterator[Iterator[_Prepare
     if depth <= 0:
         yield items
         return
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    handoff = _Handoff(depth)
+    worker = threading.Thread(target=handoff.produce, args=(items,),
+                              name="riskgraph-read-ahead", daemon=True)
+    worker.start()
+    try:
+        yield handoff.consume()
+    finally:
+        handoff.stop.set()
+        worker.join()
 
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
+
+class _Handoff:
+    """A bounded queue from one producer thread to one consumer, carrying the items, then
+    the end or the producer's exception; ``stop`` makes the producer give up."""
+
+    def __init__(self, depth: int) -> None:
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        while not self.stop.is_set():
             try:
-                handoff.put(item, timeout=0.1)
+                self.queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def produce(self, items: Iterator[_Prepared]) -> None:
         try:
             for item in items:
-                if not put(("item", item)):
+                if not self.put(("item", item)):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
-            put(("error", exc))
+            self.put(("error", exc))
             return
-        put(("done", None))
+        self.put(("done", None))
 
-    def consume() -> Iterator[_Prepared]:
+    def consume(self) -> Iterator[_Prepared]:
         while True:
-            kind, value = handoff.get()
+            kind, value = self.queue.get()
             if kind == "done":
                 return
             if kind == "error":
                 raise value
             yield value
-
-    worker = threading.Thread(target=produce, name="riskgraph-read-ahead", daemon=True)
-    worker.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _load_batch(store: GraphStore, spec: FileSpec, batch: _Prepared, quarantine: Quarantine,

@@ -145,7 +145,7 @@ def check_parquet(info: FileInfo) -> None:
     try:
         pf = pq.ParquetFile(info.path)
         schema = pf.schema_arrow
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
+    except Exception as exc:  # pyarrow raises several types
         raise FatalFileError(info.path, f"not a readable Parquet file ({exc})") from None
     for name in info.columns:
         t = schema.field(name).type
@@ -158,7 +158,7 @@ def check_parquet(info: FileInfo) -> None:
     try:
         for rb in pf.iter_batches(batch_size=65_536, columns=info.columns):
             done += rb.num_rows
-    except Exception as exc:  # noqa: BLE001 - a damaged page raises OSError or ArrowInvalid
+    except Exception as exc:  # a damaged page raises OSError or ArrowInvalid
         raise FatalFileError(
             info.path, f"a data page after row {done} cannot be read ({exc}); nothing was "
             "loaded: export the file again") from None
@@ -458,7 +458,7 @@ class _CsvStream:
         lines.put_back(rest)
 
     def _pending(self) -> int:
-        return len(self.rows) + sum(t.num_rows for t, _ in self.ready) + len(self.rejects)
+        return len(self.rows) + sum(int(t.num_rows) for t, _ in self.ready) + len(self.rejects)
 
     def _flush(self) -> Iterator[RawBatch]:
         """The rows read so far in batches of ``batch_rows``; the rejects with the last."""

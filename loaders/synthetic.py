@@ -1,33 +1,12 @@
-"""A synthetic credit ecosystem in the documented file format (docs/data-format.md).
+"""A synthetic credit ecosystem in the documented file format (docs/data-format.md,
+"Synthetic data", lists what it holds: users, merchants, shared devices and IPs,
+products and holdings, a year of payments, five fraud patterns, label noise and
+relational-risk cases).
 
 Deterministic for a seed: every random draw comes from one ``numpy`` generator per
-component, spawned from the seed, and every step is vectorised so a million users take
-well under a minute to generate.
-
-What it holds:
-
-* users with a lifecycle (new, active, dormant), a city, a latent credit quality and
-  credit features computed from their own payments and repayment history;
-* merchants by category with Zipf popularity (a few very popular merchants);
-* devices, phone numbers, IPs and bank cards, with legitimate sharing: households share
-  a home tablet or computer and a home IP, offices share an IP and sometimes computers,
-  public wifi IPs are seen by many; so sharing alone is not a fraud signal;
-* the ecosystem products (a BNPL line, a cash-loan line, a wealth and an insurance
-  product) and HOLDS with limit, balance, status and since;
-* twelve months of payments with weekly and holiday seasonality, referrals, transfers;
-* four fraud patterns, each with its kind and time: ``device_ring`` (new accounts sharing
-  devices, phones and IPs, then a burst of large purchases), ``referral_farm`` (one
-  referrer and a burst of thin accounts), ``bust_out`` (a good history, limits ramped up,
-  a spending spree, then default) and ``mule_chain`` (money passed along accounts within
-  hours) and ``merchant_cashout`` (users who buy from a few colluding small merchants
-  to turn credit into cash; beside them, small shops with loyal legitimate customers);
-* label noise: ``User.is_fraud`` is the label as known (a few frauds missed, a few
-  false alarms); ``fraud_kind`` and ``fraud_ts`` are the ground truth;
-* relational-risk cases: clean users who use one device of a ring, and new users with a
-  short history.
-
-A ``manifest.json`` beside the files records the seed, the counts and the ids of the
-special cases; the loader does not read it.
+component, spawned from the seed, and every step is vectorised. A ``manifest.json``
+beside the files records the seed, the counts and the ids of the special cases; the
+loader does not read it.
 """
 
 from __future__ import annotations
@@ -209,7 +188,8 @@ def _sample_ts(rng: np.random.Generator, lo_day: np.ndarray, hi_day: np.ndarray,
     day = np.clip(np.searchsorted(cdf, x, side="right") - 1, lo_day, hi_day - 1)
     hour = rng.choice(24, size=lo_day.size, p=hours / hours.sum())
     within = rng.integers(0, 3_600_000, size=lo_day.size)
-    return START_MS + day * DAY_MS + hour * 3_600_000 + within
+    ts: np.ndarray = START_MS + day * DAY_MS + hour * 3_600_000 + within
+    return ts
 
 
 def _day_of(ms: np.ndarray) -> np.ndarray:

@@ -138,7 +138,7 @@ def _key(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
     control = _mask(pc.match_substring_regex(text, CONTROL_RE)) & ~long
     errs.add(control, col, lambda v: (
         f"{name}: {_short(v)} holds a line break or another control character"))
-    values = text.to_numpy(zero_copy_only=False)
+    values = np.asarray(text.to_numpy(zero_copy_only=False))
     if missing.any():
         values = values.copy()
         values[missing] = ""
@@ -168,7 +168,7 @@ def _string(name: str, col: pa.Array, errs: _Errors) -> np.ndarray:
             f"{name}: longer than {MAX_CELL_CHARS:,} characters ({len(v):,})"))
         text = pc.if_else(pa.array(long), pa.scalar(None, pa.string()), text)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    return text.to_numpy(zero_copy_only=False)
+    return np.asarray(text.to_numpy(zero_copy_only=False))
 
 
 def _to_float_array(arr: pa.Array) -> np.ndarray:
@@ -364,9 +364,9 @@ def store_columns(spec: FileSpec, columns: dict[str, Any]) -> dict[str, Any]:
                 values = values.astype(np.int64)
             elif np.isnan(values).all():
                 continue  # nothing given in this batch
-        elif values.dtype == object and kind is not None and values.size:
-            if values[0] is None and not any(v is not None for v in values):
-                continue  # nothing given in this batch
+        elif (values.dtype == object and kind is not None and values.size
+              and values[0] is None and not any(v is not None for v in values)):
+            continue  # nothing given in this batch
         out[name] = values
     return out
 

@@ -3,6 +3,7 @@ client that keeps what the server acknowledged, and the audit trail read back.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -13,7 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from api.settings import ROLES, new_api_key
 from tests.bolt_server import free_port
@@ -47,15 +48,14 @@ class ApiProcess:
     def start(self, timeout_s: float = 30.0) -> ApiProcess:
         self.port = self.port or free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
+        with contextlib.ExitStack() as stack:
+            log: IO[bytes] | int = (
+                stack.enter_context(open(self.log_path, "ab")) if self.log_path
+                else subprocess.DEVNULL)
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port),
                  "--log-level", "info"],
                 cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

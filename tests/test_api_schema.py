@@ -375,7 +375,7 @@ def test_decide_limit_runs_the_real_policy(runtime: Runtime) -> None:
     from limits.policy import parse_policy, read_policy_text
 
     threshold = parse_policy(*read_policy_text(None)).hard_stop.fraud_threshold
-    assert 0.9 > threshold  # u01's fraud risk is above the hard stop: frozen
+    assert threshold < 0.9  # u01's fraud risk is above the hard stop: frozen
     data, errors = run(runtime, """mutation { decideLimit(userId: "u01", dryRun: false) {
         userId action dryRun policyVersion decidedAt lines { line action current limit change }
         reasons { code en zh } counterfactuals { lever needed en zh } } }""",

@@ -19,9 +19,8 @@ def test_gc_paused_nests_and_restores_the_collector() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled()  # the outer holder still holds it
     assert gc.isenabled()
-    with pytest.raises(RuntimeError):
-        with gc_paused():
-            raise RuntimeError("a failed write")
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a failed write")
     assert gc.isenabled()
 
 

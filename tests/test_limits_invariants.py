@@ -78,7 +78,7 @@ def check_caps(p: Profile) -> None:
     capacity = max(0.0, income / 12 * 0.5 - p.obligations) * 12
     assert total <= capacity + EPS
     for ld in d.lines:
-        assert 0 <= ld.new_limit and 0 <= ld.temp_limit
+        assert ld.new_limit >= 0 and ld.temp_limit >= 0
         assert ld.effective_limit <= ld.ceiling + EPS
         assert ld.effective_limit <= POLICY.lines.rules(ld.line).max_limit + EPS
 

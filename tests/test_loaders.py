@@ -198,10 +198,9 @@ def test_read_ahead_raises_a_failure_at_its_batch_and_stops() -> None:
             yield i
 
     got = []
-    with pytest.raises(ValueError, match="bad batch 3"):
-        with _ahead(items(), 2) as it:
-            for x in it:
-                got.append(x)
+    with pytest.raises(ValueError, match="bad batch 3"), _ahead(items(), 2) as it:
+        for x in it:
+            got.append(x)
     assert got == [0, 1, 2]
 
     many = iter(range(10_000))

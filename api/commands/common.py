@@ -11,7 +11,12 @@ from typing import Any
 
 from api.bootstrap import open_store
 from api.settings import STORES, Settings
+from graph.errors import RiskGraphError
 from graph.store import GraphStore
+
+
+class UsageError(RiskGraphError):
+    """A command was given arguments it cannot use (exit code 2)."""
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:

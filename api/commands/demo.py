@@ -37,34 +37,39 @@ def _step(title: str, run: Callable[[], Any]) -> Any:
     return out
 
 
-def _cli(*argv: str) -> None:
-    from api.cli import main
+# The `riskgraph` entry point, main(argv) -> exit code; api/cli.py hands it to every
+# subcommand as args.run_cli, so the demo runs the real commands without importing the CLI.
+RunCli = Callable[[list[str]], int]
+
+
+def _cli(run: RunCli, *argv: str) -> None:
     from graph.errors import RiskGraphError
 
-    code = main(list(argv))
+    code = run(list(argv))
     if code != 0:
         raise RiskGraphError(f"`riskgraph {' '.join(argv)}` exited {code}; see above")
 
 
 def demo(args: argparse.Namespace) -> int:
+    run: RunCli = args.run_cli
     settings = settings_for(args).with_store("embedded")
     os.environ["RISKGRAPH_STORE"] = "embedded"
     os.environ["RISKGRAPH_HOME"] = str(settings.home)
     data = settings.home / "demo-data"
     print(f"RiskGraph demo: {args.users:,} users, seed {args.seed}, data in {settings.home}")
     _step("generate a synthetic ecosystem", lambda: _cli(
-        "generate", "--users", str(args.users), "--seed", str(args.seed), "--out", str(data)))
-    _step("load it into the embedded store", lambda: _cli("load", str(data)))
-    _step("counts", lambda: _cli("stats"))
+        run, "generate", "--users", str(args.users), "--seed", str(args.seed), "--out", str(data)))
+    _step("load it into the embedded store", lambda: _cli(run, "load", str(data)))
+    _step("counts", lambda: _cli(run, "stats"))
     _step("train the fraud model (GNN beside LightGBM baselines)", lambda: _cli(
-        "train", "--task", "user", "--seed", str(args.seed)))
-    _step("evaluate", lambda: _cli("evaluate", "--plots", str(settings.home / "plots")))
-    _step("score every user", lambda: _cli("score"))
-    _step("review every user's limits", lambda: _cli("review"))
+        run, "train", "--task", "user", "--seed", str(args.seed)))
+    _step("evaluate", lambda: _cli(run, "evaluate", "--plots", str(settings.home / "plots")))
+    _step("score every user", lambda: _cli(run, "score"))
+    _step("review every user's limits", lambda: _cli(run, "review"))
     picks = _step("users worth a look", lambda: show_picks(settings, data))
     if args.no_serve:
         return 0
-    return serve(settings, args.port, picks)
+    return serve(settings, args.port, picks, run)
 
 
 def show_picks(settings: Settings, data: Path) -> dict[str, str]:
@@ -152,7 +157,7 @@ def _all_users(store: GraphStore) -> list[Any]:
     return [n for n in store.get_nodes("User", ids) if n is not None]
 
 
-def serve(settings: Settings, port: int, picks: dict[str, str]) -> int:
+def serve(settings: Settings, port: int, picks: dict[str, str], run: RunCli) -> int:
     keys = {role: new_api_key(role) for role in ROLES}
     os.environ["RISKGRAPH_API_KEYS"] = ",".join(entry for _, entry in keys.values())
     print("\n== serving the GraphQL API (Ctrl-C to stop)")
@@ -164,6 +169,4 @@ def serve(settings: Settings, port: int, picks: dict[str, str]) -> int:
         first = next(iter(picks.values()))
         print(f'  try:  query {{ user(id: "{first}") {{ id fraudRisk relationalRisk }} }}')
         print("  with the header  Authorization: Bearer <investigator key>")
-    from api.cli import main
-
-    return main(["serve", "--port", str(port)])
+    return run(["serve", "--port", str(port)])

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from typing import Any
 
-from api.commands.common import add_store_option, print_json, settings_for
+from api.commands.common import UsageError, add_store_option, print_json, settings_for
 from api.settings import LOG_LEVELS, ROLES, new_api_key
 from graph.errors import NotFoundError, RiskGraphError
 
@@ -65,7 +65,6 @@ def serve(args: argparse.Namespace) -> int:
 
     from api import logs
     from api.bootstrap import api_store_retry_s, open_store
-    from api.cli import UsageError
     from api.server import create_app
 
     settings = settings_for(args)
@@ -158,7 +157,6 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        from api.cli import UsageError
 
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(2048)
@@ -186,7 +184,6 @@ def query(args: argparse.Namespace) -> int:
     from gql.transport.exceptions import TransportError
     from requests.exceptions import RequestException
 
-    from api.cli import UsageError
     from api.client import ApiClientError, RiskGraphClient
 
     url = args.url or os.environ.get("RISKGRAPH_API_URL",
@@ -227,7 +224,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _ask(args: argparse.Namespace, client: Any) -> Any:
-    from api.cli import UsageError
 
     out: Any
     with client as rg:

@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from api.commands.common import add_json_option, add_store_option, print_json, store_for
+from api.commands.common import (
+    UsageError,
+    add_json_option,
+    add_store_option,
+    print_json,
+    store_for,
+)
 from graph import queries
 from graph.errors import NotFoundError
 from graph.store import GraphStore
@@ -101,7 +107,6 @@ def linked(args: argparse.Namespace) -> int:
 
 
 def rings(args: argparse.Namespace) -> int:
-    from api.cli import UsageError
     from graph import rings as ring_pass
 
     if args.min_size < 1 or args.limit < 0:
@@ -137,7 +142,6 @@ def ring_dict(r: queries.Ring) -> dict[str, object]:
 
 def find_ring(store: GraphStore, ring_id: str) -> queries.Ring:
     """The group with id ``ring:<smallest member id>``; NotFoundError when there is none."""
-    from api.cli import UsageError
 
     member = ring_id[len(RING_PREFIX):] if ring_id.startswith(RING_PREFIX) else ""
     if not member:
