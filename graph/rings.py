@@ -15,10 +15,11 @@ communities, and each user's ring exposure.
    referrer, as an item weighed like the others; money relayed A -> B -> C within
    hours ties A and C), each pair's total saturating at ``pair_cap`` so that one strong
    tie (a large transfer, a referral) cannot glue two groups or a bystander to a
-   group. A group must be denser in evidence than ``resolution`` per pair, so an
-   office whose members only share an IP does not become a group, and a dense ring is
-   not swallowed by the community around it (modularity would merge it;
-   docs/graph-queries.md compares both).
+   group; pairs under a quarter of the resolution (most of them: an IP seen by dozens)
+   are left out, as they cannot hold a group together. A group must be denser in
+   evidence than ``resolution`` per pair, so an office whose members only share an IP
+   does not become a group, and a dense ring is not swallowed by the community around
+   it (modularity would merge it; docs/graph-queries.md compares both).
 3. **Suspicion** (``score_groups``) from structure, not from any one generator's
    patterns: accounts opened in a burst, one identifier held by most members, money
    passed on within a day, one member recruiting the others, and the members' stored
@@ -85,6 +86,9 @@ class RingConfig:
     # accounts one referrer brought in share that referrer as an item; money relayed
     # A -> B -> C within ``pass_through_hours`` ties A and C as well.
     pair_cap: float = 1.0  # 0: no cap
+    # Pairs with less than this share of ``resolution`` (an IP seen by dozens) cannot
+    # hold a group together; most pairs are such, and they are left out of grouping.
+    weak_pair_share: float = 0.25
     co_referral_weight: float = 0.8
     relay_weight: float = 1.0
 
@@ -95,6 +99,8 @@ class RingConfig:
             raise InvalidBatchError("max_item_users must be at least 2")
         if not 0 < self.resolution:
             raise InvalidBatchError("resolution must be positive")
+        if not 0 <= self.weak_pair_share < 1:
+            raise InvalidBatchError("weak_pair_share must be in [0, 1)")
         if self.pair_cap < 0:
             raise InvalidBatchError("pair_cap must be 0 (no cap) or positive")
         if self.iterations == 0 or self.iterations < -1:
@@ -391,6 +397,8 @@ def group_edges(inp: RingInputs, pairs: Pairs, cfg: RingConfig
                                 minlength=len(uniq)).astype(np.float64)
     if cfg.pair_cap > 0:
         w = cfg.pair_cap * (1.0 - np.exp(-w / cfg.pair_cap))
+    keep = w >= cfg.weak_pair_share * cfg.resolution
+    uniq, w = uniq[keep], w[keep]
     return uniq // m, uniq % m, w
 
 
