@@ -30,7 +30,8 @@ communities, and each user's ring exposure.
    fraud_risk(v))``. It is what limit decisions read (docs/limits.md says why it never
    falls when a fraud link is added).
 
-Everything is numpy over arrays of positions; 1M users run in well under a minute.
+Everything is numpy over arrays of positions; docs/graph-queries.md gives the measured
+time at 1M users (over the 60 s target: Leiden and the read dominate).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class RingConfig:
     ring_threshold: float = 0.5
     seed: int = 42
     # Leiden iterations (igraph's default); -1 runs until the partition is stable, which
-    # found the same groups 4 times slower (docs/graph-queries.md)
+    # found the same groups in 20 times the time at 100k users (docs/graph-queries.md)
     iterations: int = 2
     # leiden: igraph's Leiden, constant Potts model (the default, docs/graph-queries.md);
     # louvain: networkx's Louvain on modularity, kept to be measured against it.
