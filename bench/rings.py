@@ -1,7 +1,8 @@
 """Ring detection measured against the generator's planted and legitimate groups.
 
     .venv/bin/python bench/rings.py [--runs 20000:23,20000:7,100000:23]
-                                    [--million] [--compare] [--work /tmp/riskgraph-bench-rings]
+                                    [--million] [--compare] [--ablate]
+                                    [--work /tmp/riskgraph-bench-rings]
 
 For each run (users:seed): generate Parquet files, load them into an embedded store,
 then run ``riskgraph rings`` in a child process ``--repeat`` times (the whole pass:
@@ -9,15 +10,19 @@ read, detect, write every user) and score what it stored:
 
 * recovery: for every planted group of 3 or more users (manifest ``planted_groups``),
   the best Jaccard overlap with a reported ``ring``; the mean (target >= 0.8);
-* purity: the share of planted fraud among the members of the top K rings by
-  suspicion, K = the number of planted groups of 3 or more (target >= 0.8);
+* purity: the share of planted fraud (users with a ``fraud_kind``) among the members
+  of the top K rings by suspicion, K = the number of planted groups (target >= 0.8);
 * the largest reported ring (target <= 200);
-* communities: the share of legitimate groups of 3 or more (``legit_groups``:
-  households, offices, dorms) whose majority is in no ``ring`` (target >= 0.95).
+* communities: the share of legitimate groups (``legit_groups``: households, offices,
+  dorms, every size listed) whose majority is in no ``ring`` (target >= 0.95).
+
+The peak memory is the child's own maximum resident set (``wait4``).
 
 ``--million`` adds a run at 1,000,000 users for time and memory (target: 60 s and
 8 GB for ``riskgraph rings``). ``--compare`` runs the detection on the first run's data
 with igraph's Leiden (the default), leidenalg's Leiden and networkx's Louvain.
+``--ablate`` runs it on every run's data with one part of the grouping changed at a
+time (``ABLATIONS``).
 
 Prints a table and writes bench/results/rings.json (target_met per run and overall)
 with the machine and the load average it ran under.
@@ -28,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,17 +70,22 @@ def _prepare(work: Path, users: int, seed: int) -> tuple[Path, Path, float]:
     return data, home, time.perf_counter() - started
 
 
-def _cli_pass(home: Path) -> tuple[float, float]:
-    """Wall seconds and peak GB of one ``riskgraph rings`` in a fresh process."""
+def _cli_pass(home: Path, work: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system: what a shared machine's load does not
+    inflate) and peak GB (its own maximum resident set) of one ``riskgraph rings`` in a
+    fresh process."""
     env = {**os.environ, "RISKGRAPH_HOME": str(home), "RISKGRAPH_STORE": "embedded"}
+    out, err = work / "rings-cli.out", work / "rings-cli.err"
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "api.cli", "rings", "--limit", "0", "--json"],
-                         env=env, capture_output=True, text=True, check=False)
+    with out.open("wb") as fo, err.open("wb") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "rings", "--limit", "0",
+                                 "--json"], env=env, stdout=fo, stderr=fe)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    if out.returncode != 0:
-        raise SystemExit(f"riskgraph rings failed: {out.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return wall, peak
+    if proc.returncode != 0:
+        raise SystemExit(f"riskgraph rings failed: {err.read_text()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20  # KiB on Linux
 
 
 def _fraud_users(data: Path) -> set[str]:
@@ -104,13 +113,12 @@ def score(groups: list[tuple[str, str, float, tuple[str, ...]]], manifest: dict[
                     for c in {where[u] for u in mem if u in where}), default=0.0)
         per_kind.setdefault(g["kind"], []).append(best)
     jac = [x for v in per_kind.values() for x in v]
-    top = [m for _, kind, _, m in groups if kind == "ring"][: len(planted)]
+    top = [m for _, kind, _, m in groups if kind == "ring"][: len(manifest["planted_groups"])]
     top_members = [u for m in top for u in m]
     ok: dict[str, list[bool]] = {}
     for g in manifest["legit_groups"]:
-        if len(g["members"]) >= 3:
-            inside = sum(u in where for u in g["members"])
-            ok.setdefault(g["kind"], []).append(2 * inside < len(g["members"]))
+        inside = sum(u in where for u in g["members"])
+        ok.setdefault(g["kind"], []).append(2 * inside < len(g["members"]))
     flat = [x for v in ok.values() for x in v]
     return {
         "planted_groups": len(planted),
@@ -121,6 +129,7 @@ def score(groups: list[tuple[str, str, float, tuple[str, ...]]], manifest: dict[
         "rings": len(ring_sets),
         "communities_reported": sum(1 for _, kind, _, _ in groups if kind == "community"),
         "max_ring": max((len(s) for s in ring_sets), default=0),
+        "max_group": max((len(m) for _, _, _, m in groups), default=0),
         "communities": round(float(np.mean(flat)), 4) if flat else None,
         "communities_by_kind": {k: round(float(np.mean(v)), 4) for k, v in ok.items()},
     }
@@ -135,10 +144,11 @@ def _met(m: dict[str, Any]) -> bool:
 
 def run(work: Path, users: int, seed: int, repeat: int) -> dict[str, Any]:
     data, home, prep_s = _prepare(work, users, seed)
-    walls, peaks = [], []
+    walls, cpus, peaks = [], [], []
     for _ in range(repeat):
-        w, p = _cli_pass(home)
+        w, c, p = _cli_pass(home, work)
         walls.append(w)
+        cpus.append(c)
         peaks.append(p)
     store = EmbeddedStore(home / "graph")
     store.init()
@@ -150,6 +160,7 @@ def run(work: Path, users: int, seed: int, repeat: int) -> dict[str, Any]:
     out = {"users": users, "seed": seed, "prepare_s": round(prep_s, 1),
            "rings_cli_s": [round(x, 2) for x in walls],
            "rings_cli_median_s": round(statistics.median(walls), 2),
+           "rings_cli_cpu_s": [round(x, 2) for x in cpus],
            "peak_gb": round(max(peaks), 2), **measures}
     out["target_met"] = _met(measures)
     return out
@@ -176,16 +187,49 @@ def compare(work: Path, users: int, seed: int) -> dict[str, Any]:
                        "total_s": round(time.perf_counter() - started, 2),
                        **score([(g.id, g.kind, g.suspicion, g.members) for g in result.groups],
                                manifest, fraud)}
-    pairs = rings.pair_evidence(inp, rings.RingConfig())
-    active, inv = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
-    g = ig.Graph(n=len(active), edges=np.column_stack([inv[: len(pairs.a)],
-                                                        inv[len(pairs.a):]]))
+    cfg = rings.RingConfig()
+    ea, eb, ew = rings.group_edges(inp, rings.pair_evidence(inp, cfg), cfg)
+    active, inv = np.unique(np.concatenate([ea, eb]), return_inverse=True)
+    g = ig.Graph(n=len(active), edges=np.column_stack([inv[: len(ea)], inv[len(ea):]]))
     started = time.perf_counter()
-    la.find_partition(g, la.CPMVertexPartition, weights=pairs.weight.tolist(),
-                      resolution_parameter=rings.RingConfig().resolution, seed=42,
-                      n_iterations=-1)
+    la.find_partition(g, la.CPMVertexPartition, weights=ew.tolist(),
+                      resolution_parameter=cfg.resolution, seed=cfg.seed,
+                      n_iterations=cfg.iterations)
     found["leidenalg_cpm_groups_s"] = round(time.perf_counter() - started, 2)
     return found
+
+
+ABLATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("default", {}),
+    ("no pair cap", {"pair_cap": 0.0}),
+    ("no co-referral", {"co_referral_weight": 0.0}),
+    ("no relayed money", {"relay_weight": 0.0}),
+    ("resolution 0.1", {"resolution": 0.1}),
+    ("resolution 0.15", {"resolution": 0.15}),
+    ("resolution 0.3", {"resolution": 0.3}),
+    ("Leiden until stable", {"iterations": -1}),
+)
+
+
+def ablate(work: Path, users: int, seed: int) -> dict[str, Any]:
+    """The pass in this process with one part changed at a time (``ABLATIONS``), on a
+    run's data: what each part of the grouping is worth and how flat the resolution is."""
+    data, home, _ = _prepare(work, users, seed)
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    inp = rings.read_inputs(store)
+    store.close()
+    manifest = json.loads((data / "manifest.json").read_text())
+    fraud = _fraud_users(data)
+    out: dict[str, Any] = {}
+    for name, kw in ABLATIONS:
+        result = rings.detect(inp, rings.RingConfig(**kw))
+        m = score([(g.id, g.kind, g.suspicion, g.members) for g in result.groups],
+                  manifest, fraud)
+        out[name] = {"config": kw, "groups_s": round(result.seconds["groups"], 2),
+                     **{k: m[k] for k in ("recovery", "recovery_by_kind", "purity",
+                                          "max_ring", "communities")}}
+    return out
 
 
 def main() -> None:
@@ -193,6 +237,7 @@ def main() -> None:
     ap.add_argument("--runs", default="20000:23,20000:7,100000:23")
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--ablate", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/riskgraph-bench-rings"))
     ap.add_argument("--out", type=Path,
@@ -203,22 +248,30 @@ def main() -> None:
                                "targets": TARGETS, "runs": []}
     specs = [tuple(int(x) for x in r.split(":")) for r in args.runs.split(",") if r]
     print(f"{'users':>9} {'seed':>5} {'recovery':>9} {'purity':>7} {'max ring':>9} "
-          f"{'community':>10} {'rings s':>8} {'peak GB':>8}  met")
+          f"{'community':>10} {'rings s':>8} {'cpu s':>7} {'peak GB':>8}  met")
     for users, seed in specs:
         r = run(args.work, users, seed, args.repeat)
         results["runs"].append(r)
         print(f"{users:>9,} {seed:>5} {r['recovery']!s:>9} {r['purity']!s:>7} "
               f"{r['max_ring']:>9} {r['communities']!s:>10} {r['rings_cli_median_s']:>8} "
-              f"{r['peak_gb']:>8}  {r['target_met']}")
+              f"{statistics.median(r['rings_cli_cpu_s']):>7} {r['peak_gb']:>8}  {r['target_met']}")
     if args.compare and specs:
         results["compare"] = compare(args.work, *specs[0])
         print(json.dumps(results["compare"], indent=1))
+    if args.ablate:
+        results["ablate"] = {f"{u}:{s}": ablate(args.work, u, s) for u, s in specs}
+        for run_name, rows in results["ablate"].items():
+            for name, m in rows.items():
+                print(f"{run_name:>12} {name:<22} recovery {m['recovery']!s:>7} "
+                      f"purity {m['purity']!s:>7} max ring {m['max_ring']:>4} "
+                      f"communities {m['communities']!s:>7} groups {m['groups_s']} s")
     if args.million:
         r = run(args.work, 1_000_000, 23, 1)
         r["target_met"] = bool(r["rings_cli_median_s"] <= TARGETS["seconds_1m"]
                                and r["peak_gb"] <= TARGETS["peak_gb_1m"])
         results["million"] = r
-        print(f"1M users: riskgraph rings {r['rings_cli_median_s']} s, peak {r['peak_gb']} GB, "
+        print(f"1M users: riskgraph rings {r['rings_cli_median_s']} s "
+              f"(CPU {r['rings_cli_cpu_s'][0]} s), peak {r['peak_gb']} GB, "
               f"target met {r['target_met']}")
     results["load_avg_end"] = os.getloadavg()
     results["target_met"] = all(r["target_met"] for r in results["runs"]) and (

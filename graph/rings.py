@@ -9,11 +9,17 @@ communities, and each user's ring exposure.
    shared items say is multiplied by a time-coherence factor in [0.5, 1.5]: accounts
    opened within days of each other are more likely to be one operator's (a referral
    or a transfer needs no such help: a referrer is older than the account it brings).
-2. **Groups** (``find_groups``): Leiden with the constant Potts model (leidenalg on
-   igraph, fixed seed) on that weighted graph: a group must be denser in evidence than
-   ``resolution`` per pair, so an office whose members only share an IP does not become
-   a group, and a dense ring is not swallowed by the community around it (modularity
-   would merge it; docs/graph-queries.md compares both).
+2. **Groups** (``find_groups``): Leiden with the constant Potts model (igraph's
+   implementation, fixed seed) on the graph of ``group_edges``: that evidence, plus
+   what ties two accounts through a third (accounts one referrer brought in share the
+   referrer, as an item weighed like the others; money relayed A -> B -> C within
+   hours ties A and C), each pair's total saturating at ``pair_cap`` so that one strong
+   tie (a large transfer, a referral) cannot glue two groups or a bystander to a
+   group; pairs under a quarter of the resolution (most of them: an IP seen by dozens)
+   are left out, as they cannot hold a group together. A group must be denser in
+   evidence than ``resolution`` per pair, so an office whose members only share an IP
+   does not become a group, and a dense ring is not swallowed by the community around
+   it (modularity would merge it; docs/graph-queries.md compares both).
 3. **Suspicion** (``score_groups``) from structure, not from any one generator's
    patterns: accounts opened in a burst, one identifier held by most members, money
    passed on within a day, one member recruiting the others, and the members' stored
@@ -24,7 +30,8 @@ communities, and each user's ring exposure.
    fraud_risk(v))``. It is what limit decisions read (docs/limits.md says why it never
    falls when a fraud link is added).
 
-Everything is numpy over arrays of positions; 1M users run in well under a minute.
+Everything is numpy over arrays of positions; docs/graph-queries.md gives the measured
+time at 1M users (over the 60 s target: Leiden and the read dominate).
 """
 
 from __future__ import annotations
@@ -56,10 +63,13 @@ class RingConfig:
 
     max_item_users: int = DEFAULT_MAX_ITEM_USERS
     min_size: int = 3
-    resolution: float = 0.1  # CPM: evidence per pair a group must exceed
+    resolution: float = 0.2  # CPM: evidence per pair a group must exceed
     max_ring_size: int = 200  # larger groups are split again at a finer resolution
     ring_threshold: float = 0.5
     seed: int = 42
+    # Leiden iterations (igraph's default); -1 runs until the partition is stable, which
+    # found the same groups in 20 times the time at 100k users (docs/graph-queries.md)
+    iterations: int = 2
     # leiden: igraph's Leiden, constant Potts model (the default, docs/graph-queries.md);
     # louvain: networkx's Louvain on modularity, kept to be measured against it.
     method: str = "leiden"
@@ -72,6 +82,16 @@ class RingConfig:
     pass_through_hours: float = 24.0  # money forwarded within this counts as passed on
     pass_through_share: float = 0.8  # ... when at least this share of what came in
     strength_scale: float = 1.0  # link strength = 1 - exp(-evidence / scale)
+    # Grouping only (``group_edges``): the evidence of one pair saturates at
+    # ``pair_cap``, so one strong tie (a large transfer) cannot glue two groups together;
+    # accounts one referrer brought in share that referrer as an item; money relayed
+    # A -> B -> C within ``pass_through_hours`` ties A and C as well.
+    pair_cap: float = 1.0  # 0: no cap
+    # Pairs with less than this share of ``resolution`` (an IP seen by dozens) cannot
+    # hold a group together; most pairs are such, and they are left out of grouping.
+    weak_pair_share: float = 0.25
+    co_referral_weight: float = 0.8
+    relay_weight: float = 1.0
 
     def check(self) -> None:
         if self.min_size < 2:
@@ -80,6 +100,12 @@ class RingConfig:
             raise InvalidBatchError("max_item_users must be at least 2")
         if not 0 < self.resolution:
             raise InvalidBatchError("resolution must be positive")
+        if not 0 <= self.weak_pair_share < 1:
+            raise InvalidBatchError("weak_pair_share must be in [0, 1)")
+        if self.pair_cap < 0:
+            raise InvalidBatchError("pair_cap must be 0 (no cap) or positive")
+        if self.iterations == 0 or self.iterations < -1:
+            raise InvalidBatchError("iterations must be positive or -1 (until stable)")
         if self.method not in ("leiden", "louvain"):
             raise InvalidBatchError(f"method must be leiden or louvain, not {self.method!r}")
 
@@ -289,25 +315,15 @@ def pair_evidence(inp: RingInputs, cfg: RingConfig) -> Pairs:
     keys: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     strong: list[np.ndarray] = []
+    m = np.int64(max(n, 1))
     for t, (u, it, ids) in inp.items.items():
-        if not len(u):
+        a, b, holders = _holder_pairs(n, u, it, len(ids), cfg.max_item_users)
+        if not len(a):
             continue
-        m = np.int64(max(n, 1))
-        key = np.unique(it * m + u)
-        it2, u2 = key // m, key % m
-        holders = np.bincount(it2, minlength=len(ids))[it2]
-        keep = (holders >= 2) & (holders <= cfg.max_item_users)
-        it2, u2, holders = it2[keep], u2[keep], holders[keep]
-        if not len(it2):
-            continue
-        ends = np.searchsorted(it2, it2, side="right")
-        which, second = _ranges(np.arange(len(it2)) + 1, ends)
-        a, b = u2[which], u2[second]  # a < b: holders of an item come sorted
         keys.append(a * m + b)
-        weights.append(item_weight(cfg.kind_weight.get(t, 0.3), holders[which])
+        weights.append(item_weight(cfg.kind_weight.get(t, 0.3), holders)
                        * coherence(cfg, inp.signup_ms[a], inp.signup_ms[b]))
         strong.append(np.full(len(a), t in STRONG_KINDS, dtype=np.int64))
-    m = np.int64(max(n, 1))
     rs, rd = inp.referred
     if len(rs):
         lo, hi = np.minimum(rs, rd), np.maximum(rs, rd)
@@ -335,6 +351,58 @@ def pair_evidence(inp: RingInputs, cfg: RingConfig) -> Pairs:
     return Pairs(a, b, w, ident.astype(np.int64))
 
 
+def _holder_pairs(n: int, u: np.ndarray, it: np.ndarray, n_items: int, max_users: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``a < b`` of users holding one item (``u`` holds ``it``), with the
+    item's number of holders; items held by one user or by more than ``max_users`` tie
+    nobody."""
+    e = np.empty(0, dtype=np.int64)
+    if not len(u):
+        return e, e, e
+    m = np.int64(max(n, 1))
+    key = np.unique(it * m + u)
+    it2, u2 = key // m, key % m
+    holders = np.bincount(it2, minlength=n_items)[it2]
+    keep = (holders >= 2) & (holders <= max_users)
+    it2, u2, holders = it2[keep], u2[keep], holders[keep]
+    if not len(it2):
+        return e, e, e
+    ends = np.searchsorted(it2, it2, side="right")
+    which, second = _ranges(np.arange(len(it2)) + 1, ends)
+    return u2[which], u2[second], holders[which]  # a < b: holders of an item come sorted
+
+
+def group_edges(inp: RingInputs, pairs: Pairs, cfg: RingConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The weighted graph groups are found on: the pair evidence, plus what ties accounts
+    through a third one (the referrer who brought both in, money relayed through a
+    middle account), each pair's total saturating at ``pair_cap``."""
+    n = len(inp.users)
+    m = np.int64(max(n, 1))
+    keys = [pairs.a * m + pairs.b]
+    weights = [pairs.weight]
+    rs, rd = inp.referred
+    a, b, holders = _holder_pairs(n, rd, rs, n, cfg.max_item_users)
+    if len(a):
+        keys.append(a * m + b)
+        weights.append(item_weight(cfg.co_referral_weight, holders)
+                       * coherence(cfg, inp.signup_ms[a], inp.signup_ms[b]))
+    first, _, last = _relays(*inp.transferred, cfg)
+    ok = first != last
+    if ok.any():
+        lo, hi = np.minimum(first[ok], last[ok]), np.maximum(first[ok], last[ok])
+        keys.append(lo * m + hi)
+        weights.append(np.full(len(lo), cfg.relay_weight))
+    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    w: np.ndarray = np.bincount(inv, weights=np.concatenate(weights),
+                                minlength=len(uniq)).astype(np.float64)
+    if cfg.pair_cap > 0:
+        w = cfg.pair_cap * (1.0 - np.exp(-w / cfg.pair_cap))
+    keep = w >= cfg.weak_pair_share * cfg.resolution
+    uniq, w = uniq[keep], w[keep]
+    return uniq // m, uniq % m, w
+
+
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ranges [start, end): (which range, position) of every element, in order."""
     lens = np.maximum(ends - starts, 0)
@@ -348,19 +416,23 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 # -- groups ----------------------------------------------------------------------------
-def find_groups(n: int, pairs: Pairs, cfg: RingConfig) -> np.ndarray:
-    """Group number of every user (-1 alone or in a group under ``min_size``)."""
+def find_groups(n: int, edges: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: RingConfig
+                ) -> np.ndarray:
+    """Group number of every user (-1 alone or in a group under ``min_size``) on the
+    weighted ``edges`` (a, b, weight) of ``group_edges``."""
     import igraph as ig
 
     out = np.full(n, -1, dtype=np.int64)
-    if not len(pairs.a):
+    ea, eb, weight = edges
+    if not len(ea):
         return out
-    active, inv = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
-    ia, ib = inv[: len(pairs.a)], inv[len(pairs.a):]
+    active, inv = np.unique(np.concatenate([ea, eb]), return_inverse=True)
+    ia, ib = inv[: len(ea)], inv[len(ea):]
     if cfg.method == "louvain":
-        labels = _louvain(len(active), ia, ib, pairs.weight, cfg.seed)
+        labels = _louvain(len(active), ia, ib, weight, cfg.seed)
     else:
-        labels = _leiden(ig, len(active), ia, ib, pairs.weight, cfg.resolution, cfg.seed)
+        labels = _leiden(ig, len(active), ia, ib, weight, cfg.resolution, cfg.seed,
+                         cfg.iterations)
     # A group too large to act on is split again, finer, a few times at most.
     for step in range(1, 4):
         sizes = np.bincount(labels)
@@ -373,8 +445,8 @@ def find_groups(n: int, pairs: Pairs, cfg: RingConfig) -> np.ndarray:
             inside = np.isin(ia, nodes) & np.isin(ib, nodes)
             local = np.searchsorted(nodes, np.concatenate([ia[inside], ib[inside]]))
             k = int(inside.sum())
-            sub = _leiden(ig, len(nodes), local[:k], local[k:], pairs.weight[inside],
-                          cfg.resolution * 4 ** step, cfg.seed)
+            sub = _leiden(ig, len(nodes), local[:k], local[k:], weight[inside],
+                          cfg.resolution * 4 ** step, cfg.seed, cfg.iterations)
             labels[nodes] = sub + next_label
             next_label += int(sub.max()) + 1
     _, labels = np.unique(labels, return_inverse=True)
@@ -399,8 +471,8 @@ def _louvain(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray, seed: int) -> 
 
 
 def _leiden(ig: Any, n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray,
-            resolution: float, seed: int) -> np.ndarray:
-    """Leiden (igraph's implementation) with the constant Potts model, until stable.
+            resolution: float, seed: int, iterations: int = -1) -> np.ndarray:
+    """Leiden (igraph's implementation) with the constant Potts model.
     igraph draws from its own generator: seeding it makes the pass deterministic."""
     import random
 
@@ -408,7 +480,7 @@ def _leiden(ig: Any, n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray,
     ig.set_random_number_generator(random.Random(seed))
     try:
         part = g.community_leiden(objective_function="CPM", weights=w, resolution=resolution,
-                                  n_iterations=-1)
+                                  n_iterations=iterations)
     finally:
         ig.set_random_number_generator(random)
     return np.asarray(part.membership, dtype=np.int64)
@@ -515,29 +587,35 @@ def group_facts(inp: RingInputs, pairs: Pairs, group_of: np.ndarray, cfg: RingCo
                       moved, recruited, scored, mean_score)
 
 
-def _pass_through(n: int, src: np.ndarray, dst: np.ndarray, amount: np.ndarray,
-                  ts: np.ndarray, cfg: RingConfig) -> np.ndarray:
-    out = np.zeros(n, dtype=bool)
+def _relays(src: np.ndarray, dst: np.ndarray, amount: np.ndarray, ts: np.ndarray,
+            cfg: RingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Money passed on: (from, through, to) for every transfer into an account that sent
+    at least ``pass_through_share`` of it on within ``pass_through_hours``."""
     ok = np.isfinite(ts) & (amount > 0)
     src, dst, amount, ts = src[ok], dst[ok], amount[ok], ts[ok]
+    e = np.empty(0, dtype=np.int64)
     if not len(src):
-        return out
-    # Sent transfers by (sender, time); for each received one, the sender's next send.
+        return e, e, e
+    # Sent transfers by (sender, time); for each received one, the receiver's sends
+    # in the window after it.
     order = np.lexsort((ts, src))
-    s_user, s_ts, s_amt = src[order], ts[order], amount[order]
+    s_user, s_ts, s_amt, s_dst = src[order], ts[order], amount[order], dst[order]
     key = s_user.astype(np.float64) * 1e14 + s_ts
     q = dst.astype(np.float64) * 1e14 + ts
     window = cfg.pass_through_hours * 3_600_000
     lo = np.searchsorted(key, q, side="right")
     hi = np.searchsorted(key, q + window, side="right")
-    # the largest amount sent in the window: enough to check the share
     which, pos = _ranges(lo, hi)
-    if not len(which):
-        return out
-    best = np.zeros(len(q))
-    np.maximum.at(best, which, s_amt[pos])
-    passed = best >= cfg.pass_through_share * amount
-    out[dst[passed]] = True
+    passed = s_amt[pos] >= cfg.pass_through_share * amount[which]
+    which, pos = which[passed], pos[passed]
+    return src[which], dst[which], s_dst[pos]
+
+
+def _pass_through(n: int, src: np.ndarray, dst: np.ndarray, amount: np.ndarray,
+                  ts: np.ndarray, cfg: RingConfig) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    _, through, _ = _relays(src, dst, amount, ts, cfg)
+    out[through] = True
     return out
 
 
@@ -624,7 +702,7 @@ def detect(inp: RingInputs, cfg: RingConfig | None = None) -> RingPass:
     t0 = time.perf_counter()
     pairs = pair_evidence(inp, cfg)
     t1 = time.perf_counter()
-    raw = find_groups(len(inp.users), pairs, cfg)
+    raw = find_groups(len(inp.users), group_edges(inp, pairs, cfg), cfg)
     t2 = time.perf_counter()
     facts = group_facts(inp, pairs, raw, cfg)
     sus, whys = suspicion_of(facts)
