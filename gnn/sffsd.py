@@ -34,6 +34,18 @@ from gnn.temporal import GroupIndex, pair_codes
 SFFSD_SHA256 = "a2d78b983dfacaae394e4d69ece46ae880fd6bd4761bc5ee759977ba12b185c6"
 COLUMNS = ("Time", "Source", "Target", "Amount", "Location", "Type", "Labels")
 UNLABELLED = 2
+DATA_RELATIVE = Path("shared") / "data" / "s-ffsd" / "S-FFSD.csv"
+
+
+def default_data_path() -> Path:
+    """``shared/data/s-ffsd/S-FFSD.csv`` beside the project root, or beside any folder
+    above it (a git worktree may sit one level deeper than the main checkout); the first
+    that exists, else the one beside the project root."""
+    root = Path(__file__).resolve().parents[1]
+    for folder in root.parents:
+        if (folder / DATA_RELATIVE).is_file():
+            return folder / DATA_RELATIVE
+    return root.parent / DATA_RELATIVE
 
 # Keys that make two transactions neighbours. Single columns and pairs.
 KEYS: tuple[tuple[str, ...], ...] = (
