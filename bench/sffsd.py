@@ -43,7 +43,7 @@ SPLITS = {
 TIME_SPLIT_AP_TARGET = 0.70
 PAIRS = (("gnn", "lgbm"), ("gnn_label_free", "lgbm_label_free"),
          ("lgbm", "lgbm_label_free"), ("gnn", "gnn_label_free"), ("picked", "lgbm"))
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "s-ffsd" / "S-FFSD.csv"
+DEFAULT_DATA = sffsd.default_data_path()
 
 
 def run_split(table: sffsd.TransactionTable, name: str, seed: int) -> dict[str, Any]:

@@ -3,6 +3,8 @@ against brute force, and no label leakage."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,33 @@ def test_graph_model_learns_on_a_small_slice_and_ignores_test_labels() -> None:
     again = sffsd_gnn.run_gnn(other, sffsd.prepare_split(other, train, test, by_time=True),
                               label_free=False, cfg=cfg)
     np.testing.assert_allclose(run.p_test, again.p_test, atol=1e-6)
+
+
+def test_bench_combine_recomputes_targets_over_every_split(tmp_path: Path) -> None:
+    import json
+
+    from bench import sffsd as bench
+
+    def part(name: str, ap: float, auc: float = 0.95, f1: float = 0.8) -> dict:
+        m = {"auc": auc, "ap": ap, "f1_macro": f1, "val_ap": ap}
+        return {"load_average_before": [1.0, 1.0, 1.0], "load_average_after": [2.0, 2.0, 2.0],
+                "splits": {name: {"picked_on_validation": "lgbm", "models": {"lgbm": m}}}}
+
+    files = []
+    for name, ap in (("gtan", 0.83), ("rgtan", 0.81), ("time", 0.69)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(part(name, ap)))
+    out = tmp_path / "all.json"
+    assert bench.main(["--combine", *map(str, files), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert list(merged["splits"]) == ["gtan", "rgtan", "time"]
+    assert merged["targets"]["gtan"]["met"] and merged["targets"]["rgtan"]["met"]
+    assert not merged["targets"]["time"]["met"] and merged["target_met"] is False
+    files[2].write_text(json.dumps(part("time", 0.71)))
+    bench.main(["--combine", *map(str, files), "--out", str(out)])
+    assert json.loads(out.read_text())["target_met"] is True
+
+
+def test_default_data_path_names_the_shared_copy() -> None:
+    p = sffsd.default_data_path()
+    assert p.parts[-4:] == ("shared", "data", "s-ffsd", "S-FFSD.csv")

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from gnn.sffsd import default_data_path
 from graph.store import GraphStore
 from loaders.errors import FatalFileError
 from loaders.load import LoadOptions
 from loaders.sffsd import ROWS, load_sffsd
 
-SFFSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "s-ffsd" / "S-FFSD.csv"
+SFFSD = default_data_path()
 SHA256 = "a2d78b983dfacaae394e4d69ece46ae880fd6bd4761bc5ee759977ba12b185c6"
 
 
