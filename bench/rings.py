@@ -44,10 +44,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dataset import load_generated  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from graph import queries, rings  # noqa: E402
-from graph.embedded import EmbeddedStore  # noqa: E402
+from bench.dataset import load_generated
+from bench.machine import machine_info
+from graph import queries, rings
+from graph.embedded import EmbeddedStore
 
 TARGETS = {"recovery": 0.8, "purity": 0.8, "max_ring": 200, "communities": 0.95,
            "seconds_1m": 60.0, "peak_gb_1m": 8.0}

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_info  # noqa: E402
-from gnn import sffsd, sffsd_gnn  # noqa: E402
+from bench.machine import machine_info
+from gnn import sffsd, sffsd_gnn
 
 PUBLISHED = {
     "GTAN": {"auc": 0.8286, "f1_macro": 0.7336, "ap": 0.6585, "test_size": 0.2},

@@ -72,7 +72,8 @@ class TransactionTable:
 
     @property
     def labelled(self) -> np.ndarray:
-        return self.labels != UNLABELLED
+        known: np.ndarray = self.labels != UNLABELLED
+        return known
 
 
 def load_transactions(path: str | Path) -> TransactionTable:
@@ -183,7 +184,8 @@ class _KeyOrder:
         to its key's block and to strictly earlier rows)."""
         lo = np.clip(np.ceil(bound) - self.tmin, 0, self.span - 1).astype(np.int64)
         pos = np.searchsorted(self.comp, self.g.keys * self.span + lo, side="left")
-        return np.clip(pos, self.g.start, self.g.end)
+        clamped: np.ndarray = np.clip(pos, self.g.start, self.g.end)
+        return clamped
 
     def sums(self, values: np.ndarray, before: np.ndarray, window: int | None) -> np.ndarray:
         """Sums of ``values`` over earlier same-key rows with time < ``before`` (and
@@ -193,7 +195,7 @@ class _KeyOrder:
         np.cumsum(v[self.g.order], axis=0, out=csum[1:])
         hi = self.position_before(before)
         lo = self.g.start if window is None else self.g.window_start(window)
-        out = csum[hi] - csum[np.minimum(lo, hi)]
+        out: np.ndarray = csum[hi] - csum[np.minimum(lo, hi)]
         return out[:, 0] if values.ndim == 1 else out
 
     def last_time(self, mask: np.ndarray, before: np.ndarray) -> np.ndarray:

@@ -98,7 +98,8 @@ class TransactionGNN(nn.Module):
         return torch.cat([h, h0], dim=1)
 
     def forward(self, x: Tensor, cats: Tensor, adjs: list[Tensor]) -> Tensor:
-        return self.head(self.embed(x, cats, adjs)).squeeze(-1)
+        logit: Tensor = self.head(self.embed(x, cats, adjs)).squeeze(-1)
+        return logit
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(hidden={self.cfg.hidden}, layers={self.cfg.layers}, "
@@ -111,7 +112,8 @@ def scaled_inputs(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     mu = np.nanmean(z[rows], axis=0)
     sd = np.nanstd(z[rows], axis=0)
     z = (z - mu) / np.where(sd > 0, sd, 1.0)
-    return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    scaled: np.ndarray = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return scaled
 
 
 def _ap(y: np.ndarray, p: np.ndarray) -> float:

@@ -98,7 +98,7 @@ class RingConfig:
             raise InvalidBatchError(f"min_size must be at least 2, got {self.min_size}")
         if self.max_item_users < 2:
             raise InvalidBatchError("max_item_users must be at least 2")
-        if not 0 < self.resolution:
+        if not self.resolution > 0:
             raise InvalidBatchError("resolution must be positive")
         if not 0 <= self.weak_pair_share < 1:
             raise InvalidBatchError("weak_pair_share must be in [0, 1)")
