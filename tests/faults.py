@@ -45,7 +45,9 @@ class ApiProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> ApiProcess:
+    def start(self, timeout_s: float = 90.0) -> ApiProcess:
+        # generous: a start loads torch, the model and the ring library, and the 2 shared
+        # cores of a CI machine may be busy; a start that hangs still fails
         self.port = self.port or free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
         with contextlib.ExitStack() as stack:

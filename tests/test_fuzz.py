@@ -25,6 +25,7 @@ from api.errors import CODES
 from api.schema import schema
 from api.server import RiskGraphApp
 from api.settings import Settings, new_api_key, parse_api_keys
+from graph import queries
 from graph.embedded import EmbeddedStore
 from graph.errors import RiskGraphError
 from graph.store import GraphStore
@@ -409,6 +410,7 @@ def test_oversized_bodies_are_refused_over_http_without_growing_memory(tmp_path:
     store = EmbeddedStore(home / "graph")
     store.init()
     load_small_graph(store)
+    queries.ensure_pass(store)  # as `riskgraph load` leaves a store
     store.close()
     keys, entries = api_keys()
     api = ApiProcess({"RISKGRAPH_HOME": str(home), "RISKGRAPH_API_KEYS": entries}).start()

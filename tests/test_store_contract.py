@@ -639,8 +639,9 @@ def check_town(snap: dict[str, Any]) -> None:
         LinkedAccount("u001", 1, [Link("TRANSFERRED", "User", "u001", "u000", 1)])
     ]
     # Opened together, sharing devices and a card, moving money: the one ring. The
-    # family (a tablet, a home IP) and the referral chain are communities; the cafe's IP
-    # (60 users) links nobody, and two users are no group.
+    # family (a tablet, a home IP) is a community; a chain of single referrals (each
+    # account brought in the next) is no group: on its own each referral ties a pair,
+    # and two users are no group; the cafe's IP (60 users) links nobody.
     assert [(r.id, r.size, r.kind) for r in snap["rings"]] == [("ring:r1", 5, "ring")]
     assert snap["rings"][0].suspicion >= 0.5 and snap["rings"][0].why
     assert snap["ring r3"] == snap["rings"][0]
@@ -648,8 +649,9 @@ def check_town(snap: dict[str, Any]) -> None:
         "HAS_CARD", "BankCard", "card-X", ("r4", "r5"))
     assert snap["ring lonely"] is None and snap["membership lonely"].exposure == 0
     assert [(r.id, r.kind) for r in snap["rings 2"]] == [
-        ("ring:r1", "ring"), ("ring:fa1", "community"), ("ring:c1", "community")]
-    assert snap["ring c1"] == snap["rings 2"][2]
+        ("ring:r1", "ring"), ("ring:fa1", "community")]
+    assert snap["ring fa1"] == snap["rings 2"][1] and snap["ring fa1"].size == 3
+    assert snap["ring c1"] is None and snap["ring c3"] is None
     assert snap["membership r1"].exposure >= snap["rings"][0].suspicion
     assert snap["mega"].truncated and len(snap["mega"].nodes) == 25
     assert snap["users"]["id"][:3] == ["c1", "c2", "c3"]
