@@ -1,5 +1,6 @@
 """The ASGI app: /graphql (POST queries, GET the GraphiQL page), /healthz, /readyz,
-/metrics. ``create_app(store, settings)`` wires it; the caller owns the store.
+/metrics. ``create_app(store, settings)`` serves a store (the caller owns it);
+``app_for`` serves a runtime built by ``api.bootstrap.bootstrap``.
 
 Every request gets an id (the caller's ``X-Request-ID`` if sane, else a new one),
 returned in the response header and written in its JSON log line.
