@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from strawberry.dataloader import DataLoader
 from api import dataloaders
 from api.auth import Principal
 from api.flags import ActionLog, Flag, FlagStore
+from api.gnn_service import ModelLoader
 from api.metrics import Metrics
+from api.services import Limits
 from api.settings import Settings
 from graph.model import Node, Relationship
-from graph.queries import LinkedAccount, Ring
+from graph.queries import LinkedAccount, Ring, RingHeader
 from graph.store import Adjacency, GraphStore
 
 R = TypeVar("R")
@@ -26,9 +29,28 @@ R = TypeVar("R")
 MAX_DEVICE_USERS = 200
 
 
+class RingsCache:
+    """The stored ring headers of each (kind, minimum size), each kept for ``ttl_s``
+    seconds: the ``rings`` field reads them at most that often."""
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = ttl_s
+        self._got: dict[tuple[str, int], tuple[float, list[RingHeader]]] = {}
+
+    def get(self, kind: str, min_size: int) -> list[RingHeader] | None:
+        hit = self._got.get((kind, min_size))
+        if hit is None or time.monotonic() - hit[0] >= self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, kind: str, min_size: int, headers: list[RingHeader]) -> None:
+        self._got[(kind, min_size)] = (time.monotonic(), headers)
+
+
 @dataclass
 class Runtime:
-    """What the API needs for its whole life, wired once by api.server.create_app."""
+    """What the API needs for its whole life. Built by ``api.bootstrap.bootstrap``, the
+    one place that wires it; nothing here builds its own parts."""
 
     store: GraphStore
     settings: Settings
@@ -36,17 +58,9 @@ class Runtime:
     actions: ActionLog
     metrics: Metrics
     executor: ThreadPoolExecutor
-
-    @classmethod
-    def build(cls, store: GraphStore, settings: Settings) -> Runtime:
-        return cls(
-            store=store,
-            settings=settings,
-            flags=FlagStore(settings.flags_dir),
-            actions=ActionLog(settings.audit_dir),
-            metrics=Metrics(settings.metrics_dir),
-            executor=ThreadPoolExecutor(settings.api_threads, thread_name_prefix="riskgraph-api"),
-        )
+    limits: Limits  # the limit engine's service, built when first used
+    models: ModelLoader  # the latest trained model, loaded when first used
+    rings: RingsCache = field(default_factory=RingsCache)
 
     async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run blocking store or service work off the event loop."""

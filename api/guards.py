@@ -345,21 +345,28 @@ class ErrorCodes(SchemaExtension):
         yield
 
     def _coded(self, error: GraphQLError, request_id: str) -> GraphQLError:
-        ext = dict(error.extensions or {})
-        if "code" in ext:
-            return error
-        code = error_code(error, self._executed)
-        message = error.message
-        if code == "INTERNAL":
-            log.error(
-                "internal error in a resolver",
-                exc_info=error.original_error,
-                extra={"path": error.path, "request_id": request_id},
-            )
-            message = f"internal error; quote request id {request_id} to the operators"
-        ext["code"] = code
-        return GraphQLError(message, nodes=error.nodes, source=error.source,
-                            positions=error.positions, path=error.path, extensions=ext)
+        return coded_error(error, request_id, executed=self._executed)
+
+
+def coded_error(error: GraphQLError, request_id: str, *, executed: bool) -> GraphQLError:
+    """``error`` with its code (see ``error_code``; ``executed``: whether the operation
+    reached execution); an unexpected error is logged and its message replaced by one
+    quoting the request id. Also for errors raised before the extension's hooks ran."""
+    ext = dict(error.extensions or {})
+    if "code" in ext:
+        return error
+    code = error_code(error, executed)
+    message = error.message
+    if code == "INTERNAL":
+        log.error(
+            "internal error in a resolver",
+            exc_info=error.original_error,
+            extra={"path": error.path, "request_id": request_id},
+        )
+        message = f"internal error; quote request id {request_id} to the operators"
+    ext["code"] = code
+    return GraphQLError(message, nodes=error.nodes, source=error.source,
+                        positions=error.positions, path=error.path, extensions=ext)
 
 
 class _AliasCounter:

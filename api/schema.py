@@ -3,7 +3,6 @@ mutations that decide limits, rescore users, flag them and review limits in bulk
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import strawberry
@@ -20,7 +19,7 @@ from api import services
 from api.auth import allowed
 from api.dataloaders import scan_users
 from api.errors import BadInputError, ForbiddenError
-from api.guards import ErrorCodes, QueryGuard, max_aliases_rule
+from api.guards import ErrorCodes, QueryGuard, coded_error, max_aliases_rule
 from api.pagination import check_first, decode_cursor, encode_cursor, paginate
 from api.types import (
     Decision,
@@ -44,7 +43,6 @@ from graph import queries
 from graph.errors import NotFoundError, StoreUnavailableError
 from graph.model import Node
 
-RINGS_TTL_S = 60.0
 MAX_TOKENS = 2000
 MAX_ALIASES = 30
 MAX_REVIEW_IDS = 10_000
@@ -130,12 +128,11 @@ async def _all_rings(info: Info, kind: str, min_size: int) -> list[queries.RingH
     """The stored groups of a kind with at least ``min_size`` members, most suspicious
     first, read at most once a minute."""
     ctx = ctx_of(info)
-    cache = ctx.runtime.__dict__.setdefault("_rings_cache", {})
-    hit: tuple[float, list[queries.RingHeader]] | None = cache.get((kind, min_size))
-    if hit is not None and time.monotonic() - hit[0] < RINGS_TTL_S:
-        return hit[1]
+    hit = ctx.runtime.rings.get(kind, min_size)
+    if hit is not None:
+        return hit
     found = await ctx.run(queries.ring_headers, ctx.store, kind, min_size)
-    cache[(kind, min_size)] = (time.monotonic(), found)
+    ctx.runtime.rings.put(kind, min_size, found)
     return found
 
 
@@ -247,7 +244,7 @@ def _as_of(ctx: Any, as_of: str | None, right: str) -> int | None:
         return None
     if not ctx.principal.may(right):
         raise ForbiddenError("deciding as of a date (asOf) needs the limit_engine or admin role")
-    return services.as_of_ms(ctx.store, ctx.settings, as_of)
+    return services.as_of_ms(ctx.runtime.limits, as_of)
 
 
 @strawberry.type
@@ -268,7 +265,7 @@ class Mutation:
         try:
             user = await load_user(info, uid)
         except StoreUnavailableError as exc:
-            got = await ctx.run(services.fallback_decision, ctx.store, ctx.settings, uid,
+            got = await ctx.run(services.fallback_decision, ctx.runtime.limits, uid,
                                 dry_run=dry_run, cause=exc)
         else:
             # A dry run reads and decides: bounded work (the ring walk stops past the
@@ -277,7 +274,7 @@ class Mutation:
             # those go to a thread.
             counterfactuals = _selects(info, "counterfactuals")
             runner = ctx.runtime.read if dry_run and not counterfactuals else ctx.runtime.run
-            got = await runner(services.decide_limit, ctx.store, ctx.settings, uid,
+            got = await runner(services.decide_limit, ctx.runtime.limits, uid,
                                dry_run=dry_run, counterfactuals=counterfactuals,
                                node=user.node if user is not None else None, at_ms=at_ms)
         decision = decision_from(got, dry_run)
@@ -296,7 +293,7 @@ class Mutation:
         ctx = ctx_of(info)
         uid = check_id(str(user_id), "userId")
         await load_user(info, uid)
-        await ctx.run(services.rescore_user, ctx.store, ctx.settings, uid)
+        await ctx.run(services.rescore_user, ctx.runtime.models, ctx.store, uid)
         await ctx.run(ctx.runtime.actions.record, "rescoreUser", ctx.principal.key_id,
                       ctx.request_id, user_id=uid)
         forget(ctx.loaders.users, uid)
@@ -330,7 +327,7 @@ class Mutation:
         ids = [check_id(str(u), "userIds") for u in user_ids] if user_ids is not None else None
         if ids is not None and len(ids) > MAX_REVIEW_IDS:
             raise BadInputError(f"review at most {MAX_REVIEW_IDS} users per call")
-        got = await ctx.run(services.review_limits, ctx.store, ctx.settings, user_ids=ids,
+        got = await ctx.run(services.review_limits, ctx.runtime.limits, user_ids=ids,
                             dry_run=dry_run, at_ms=at_ms)
         review = review_from(got, dry_run)
         for ac in review.by_action:
@@ -347,10 +344,8 @@ class RiskGraphSchema(strawberry.Schema):
         # rejects) have not been through ErrorCodes yet.
         if result.errors and any("code" not in (e.extensions or {}) for e in result.errors):
             ctx = kwargs.get("context_value")
-            coder = ErrorCodes()
-            coder._executed = False
             rid = getattr(ctx, "request_id", "")
-            result.errors = [coder._coded(e, rid) for e in result.errors]
+            result.errors = [coded_error(e, rid, executed=False) for e in result.errors]
         return result
 
     def process_errors(

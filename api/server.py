@@ -1,5 +1,6 @@
 """The ASGI app: /graphql (POST queries, GET the GraphiQL page), /healthz, /readyz,
-/metrics. ``create_app(store, settings)`` wires it; the caller owns the store.
+/metrics. ``create_app(store, settings)`` serves a store (the caller owns it);
+``app_for`` serves a runtime built by ``api.bootstrap.bootstrap``.
 
 Every request gets an id (the caller's ``X-Request-ID`` if sane, else a new one),
 returned in the response header and written in its JSON log line.
@@ -21,6 +22,7 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from api import gnn_service
 from api.auth import Authenticator
+from api.bootstrap import bootstrap
 from api.context import Context, Runtime
 from api.logs import request_id_var
 from api.schema import schema as default_schema
@@ -317,12 +319,17 @@ class RiskGraphApp:
 
 
 def create_app(store: GraphStore, settings: Settings, owns_store: bool = False) -> RiskGraphApp:
-    """The API over an initialised store. Keys, limits and paths come from ``settings``.
-    The fraud model is loaded and the ring pass made sure of first, so the server is
-    ready only once the first score or ring request answers in normal time."""
-    gnn_service.warm_up(store, settings)
-    _rings_ready(store)
-    return RiskGraphApp(Runtime.build(store, settings), Authenticator(settings.api_keys),
+    """The API over an initialised store. Keys, limits and paths come from ``settings``."""
+    return app_for(bootstrap(settings, store), owns_store=owns_store)
+
+
+def app_for(runtime: Runtime, owns_store: bool = False) -> RiskGraphApp:
+    """The API over a runtime (``api.bootstrap.bootstrap``). The fraud model is loaded
+    and the ring pass made sure of first, so the server is ready only once the first
+    score or ring request answers in normal time."""
+    gnn_service.warm_up(runtime.models, runtime.store)
+    _rings_ready(runtime.store)
+    return RiskGraphApp(runtime, Authenticator(runtime.settings.api_keys),
                         owns_store=owns_store)
 
 
@@ -341,12 +348,10 @@ def app_from_env() -> RiskGraphApp:
     """Factory for ``uvicorn --factory api.server:app_from_env``, and each worker process
     of ``riskgraph serve --workers N``: settings from RISKGRAPH_*, JSON logs."""
     from api import logs
-    from api.bootstrap import api_store_retry_s, open_store
 
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    return create_app(open_store(settings, retry_s=api_store_retry_s(settings)), settings,
-                      owns_store=True)
+    return app_for(bootstrap(settings), owns_store=True)
 
 
 def worker_app() -> RiskGraphApp:

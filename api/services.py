@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+from api import gnn_service
+from api.gnn_service import ModelLoader
 from api.settings import Settings
 from graph.errors import StoreUnavailableError
 from graph.store import GraphStore
@@ -21,30 +24,39 @@ from graph.store import GraphStore
 log = logging.getLogger("riskgraph.api")
 
 
-_limits_lock = threading.Lock()
-_limits: dict[tuple[int, str, str], Any] = {}
+def build_limits_service(store: GraphStore, settings: Settings) -> Any:
+    """A LimitsService over ``store`` with the configured policy and audit trail."""
+    from api.limits_service import LimitsService
+    from limits.audit import AuditLog
+    from limits.policy import parse_policy, read_policy_text
+
+    path = str(settings.policy) if settings.policy is not None else None
+    text, source = read_policy_text(path)
+    return LimitsService(store, AuditLog(settings.audit_dir, key=settings.audit_key_bytes),
+                         parse_policy(text, source), text)
 
 
-def limits_service(store: GraphStore, settings: Settings) -> Any:
-    """The LimitsService for this store and audit directory, built once: parsing the
-    policy per request would cost more than the decision."""
-    key = (id(store), str(settings.audit_dir), str(settings.policy or ""))
-    with _limits_lock:
-        svc = _limits.get(key)
-        if svc is None:
-            from api.limits_service import LimitsService
-            from limits.audit import AuditLog
-            from limits.policy import parse_policy, read_policy_text
+class Limits:
+    """The LimitsService of one runtime, built when first asked for (parsing the policy
+    per request would cost more than the decision; importing the engine at start-up
+    would slow the server's start) and kept for the runtime's life."""
 
-            path = str(settings.policy) if settings.policy is not None else None
-            text, source = read_policy_text(path)
-            svc = LimitsService(store, AuditLog(settings.audit_dir, key=settings.audit_key_bytes),
-                                parse_policy(text, source), text)
-            _limits[key] = svc
-        return svc
+    def __init__(self, store: GraphStore, settings: Settings,
+                 build: Callable[[GraphStore, Settings], Any] = build_limits_service) -> None:
+        self._store = store
+        self._settings = settings
+        self._build = build
+        self._lock = threading.Lock()
+        self._service: Any = None
+
+    def service(self) -> Any:
+        with self._lock:
+            if self._service is None:
+                self._service = self._build(self._store, self._settings)
+            return self._service
 
 
-def as_of_ms(store: GraphStore, settings: Settings, as_of: str | None) -> int | None:
+def as_of_ms(limits: Limits, as_of: str | None) -> int | None:
     """The instant a decision is made as of (``asOf``), in the policy's offset; None for
     now. BadInputError when it is not a date."""
     if as_of is None:
@@ -54,12 +66,12 @@ def as_of_ms(store: GraphStore, settings: Settings, as_of: str | None) -> int | 
     from limits.errors import AsOfError
 
     try:
-        return parse(as_of, limits_service(store, settings).policy)
+        return parse(as_of, limits.service().policy)
     except AsOfError as exc:
         raise BadInputError(str(exc)) from None
 
 
-def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
+def decide_limit(limits: Limits, user_id: str, *, dry_run: bool,
                  counterfactuals: bool = True, node: Any = None,
                  at_ms: int | None = None) -> Any:
     """The decision for one user; recorded in the audit trail and applied unless a dry run
@@ -71,22 +83,22 @@ def decide_limit(store: GraphStore, settings: Settings, user_id: str, *, dry_run
     When the store cannot be read the answer is the documented safe fallback
     (``unavailable_decision``: keep, no new exposure, not recorded). A store lost after
     the decision was recorded is not hidden: that error reaches the caller."""
-    svc = limits_service(store, settings)
+    svc = limits.service()
     with nullcontext() if dry_run else svc.applying(user_id):
         try:
             profile = svc.profile(user_id, at_ms, node=node if dry_run else None)
         except StoreUnavailableError as exc:
-            return fallback_decision(store, settings, user_id, dry_run=dry_run, cause=exc)
+            return fallback_decision(limits, user_id, dry_run=dry_run, cause=exc)
         return svc.decide_profile(profile, apply=not dry_run,
                                   counterfactuals=counterfactuals)
 
 
-def fallback_decision(store: GraphStore, settings: Settings, user_id: str, *, dry_run: bool,
+def fallback_decision(limits: Limits, user_id: str, *, dry_run: bool,
                       cause: BaseException) -> Any:
     """The safe decision while the store is unreachable (see ``decide_limit``)."""
     from api.limits_service import unavailable_decision
 
-    svc = limits_service(store, settings)
+    svc = limits.service()
     log.warning("decideLimit fell back: risk data unavailable",
                 extra={"user_id_hash": _short_hash(user_id), "error": type(cause).__name__})
     return unavailable_decision(user_id, dry_run=dry_run, at_ms=svc.clock(),
@@ -98,12 +110,12 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def decision_history(store: GraphStore, settings: Settings, user_id: str, *, limit: int) -> Any:
+def decision_history(limits: Limits, user_id: str, *, limit: int) -> Any:
     """Recorded decisions of one user, newest first, with their reasons (compact records
     are replayed under their own policy to give the texts back)."""
     from limits.errors import LimitsError
 
-    svc = limits_service(store, settings)
+    svc = limits.service()
     out: list[Any] = []
     for rec in reversed(svc.audit.history(user_id)):
         if len(out) >= limit:
@@ -116,10 +128,10 @@ def decision_history(store: GraphStore, settings: Settings, user_id: str, *, lim
 
 
 def review_limits(
-    store: GraphStore, settings: Settings, *, user_ids: list[str] | None, dry_run: bool,
+    limits: Limits, *, user_ids: list[str] | None, dry_run: bool,
     at_ms: int | None = None,
 ) -> Any:
-    svc = limits_service(store, settings)
+    svc = limits.service()
     if user_ids is None:
         return svc.review(dry_run=dry_run, at_ms=at_ms).to_dict()
     decisions = [svc.decide(u, apply=not dry_run, counterfactuals=False, at_ms=at_ms)
@@ -127,10 +139,8 @@ def review_limits(
     return {"dry_run": dry_run, "decisions": decisions}
 
 
-def rescore_user(store: GraphStore, settings: Settings, user_id: str) -> Any:
-    from api import gnn_service
-
-    return gnn_service.rescore_user(store, settings, user_id)
+def rescore_user(models: ModelLoader, store: GraphStore, user_id: str) -> Any:
+    return gnn_service.rescore_user(models, store, user_id)
 
 
 def merchant_risk(store: GraphStore, merchant_id: str, *, top_k: int) -> Any:
@@ -139,7 +149,5 @@ def merchant_risk(store: GraphStore, merchant_id: str, *, top_k: int) -> Any:
     return risk(store, merchant_id, top=top_k)
 
 
-def explain_user(store: GraphStore, settings: Settings, user_id: str, *, top_k: int) -> Any:
-    from api import gnn_service
-
-    return gnn_service.explain_user(store, settings, user_id, top_k=top_k)
+def explain_user(models: ModelLoader, store: GraphStore, user_id: str, *, top_k: int) -> Any:
+    return gnn_service.explain_user(models, store, user_id, top_k=top_k)

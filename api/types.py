@@ -613,7 +613,7 @@ class User:
         if not 1 <= top_k <= 50:
             raise BadInputError("topK must be between 1 and 50")
         ctx = ctx_of(info)
-        e = await ctx.run(services.explain_user, ctx.store, ctx.settings, self.node.id,
+        e = await ctx.run(services.explain_user, ctx.runtime.models, ctx.store, self.node.id,
                           top_k=top_k)
         return explanation_from(e, self.node.id)
 
@@ -691,7 +691,7 @@ class User:
     async def decision_history(self, info: Info, first: int = 10) -> list[Decision] | None:
         ctx = ctx_of(info)
         check_first(first, ctx.settings.api_max_page)
-        got = await ctx.run(services.decision_history, ctx.store, ctx.settings, self.node.id,
+        got = await ctx.run(services.decision_history, ctx.runtime.limits, self.node.id,
                             limit=first)
         return [decision_from(d) for d in list(got)[:first]]
 

@@ -125,14 +125,13 @@ def record_review(home: Path, graph: Path) -> dict[str, Any]:
     try:
         settings = Settings(home=home)
         t0 = time.perf_counter()
-        summary = services.limits_service(store, settings).review(dry_run=False)
+        summary = services.build_limits_service(store, settings).review(dry_run=False)
         log_file = settings.audit_dir / "decisions.jsonl"
         if (graph / linkindex.DIR_NAME).exists() and linkindex.fresh_index(store) is None:
             raise SystemExit("the review made the link index stale; it writes HOLDS only")
         return {"records": summary.recorded, "seconds": round(time.perf_counter() - t0, 1),
                 "log_mb": round(log_file.stat().st_size / 2**20, 1)}
     finally:
-        services._limits.clear()  # the server processes build their own
         store.close()
 
 
@@ -333,7 +332,8 @@ def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, A
     """The same operations without HTTP: schema.execute, and the functions under it."""
     from api import services
     from api.auth import Principal
-    from api.context import Context, Runtime
+    from api.bootstrap import bootstrap
+    from api.context import Context
     from api.dataloaders import linked_accounts_many
     from api.errors import ServiceUnavailableError
     from api.schema import schema
@@ -344,7 +344,7 @@ def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, A
     store = EmbeddedStore(graph)
     store.init()
     settings = Settings(home=home)
-    rt = Runtime.build(store, settings)
+    rt = bootstrap(settings, store)
     rnd = random.Random(5)
     out: dict[str, Any] = {}
 
@@ -368,13 +368,13 @@ def in_process(graph: Path, home: Path, users: list[str], n: int) -> dict[str, A
         return call
 
     try:
-        services.decide_limit(store, settings, users[0], dry_run=True)
+        services.decide_limit(rt.limits, users[0], dry_run=True)
         have_limits = True
     except ServiceUnavailableError:
         have_limits = False
     if have_limits:
         out["decideLimit_function"] = summary(timed(
-            lambda uid: services.decide_limit(store, settings, uid, dry_run=True,
+            lambda uid: services.decide_limit(rt.limits, uid, dry_run=True,
                                               counterfactuals=False)), 1, 0)
         out["decideLimit_schema_execute"] = summary(timed(gql_call(DECIDE, "limit_engine")), 1, 0)
     out["risk_function"] = summary(timed(lambda uid: store.get_nodes("User", [uid])), 1, 0)

@@ -611,8 +611,11 @@ class Neo4jStore:
             return session.execute_read(work)
 
     def _write(self, doing: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
-        """Run ``work`` in one write transaction, retrying it whole with backoff."""
-        last: neo4j_errors.Neo4jError | None = None
+        """Run ``work`` in one write transaction. The driver retries it, with backoff, on
+        transient errors and a lost server (for ``connect(retry_s=...)``); this retries
+        only what the driver does not: a ConstraintError from two writers creating the
+        same key at once (a MERGE race), which succeeds as an update when run again."""
+        last: neo4j_errors.ConstraintError | None = None
         for attempt in range(self.max_attempts):
             if attempt:
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
@@ -620,7 +623,7 @@ class Neo4jStore:
                 with (self._translated(doing, StoreWriteError, retryable=True),
                       self._session() as session):
                     return session.execute_write(work)
-            except (neo4j_errors.TransientError, neo4j_errors.ConstraintError) as exc:
+            except neo4j_errors.ConstraintError as exc:
                 last = exc
         code = getattr(last, "code", None)
         raise StoreWriteError(
@@ -638,9 +641,14 @@ class Neo4jStore:
             yield
         except RiskGraphError:
             raise
-        except (neo4j_errors.TransientError, neo4j_errors.ConstraintError):
+        except neo4j_errors.ConstraintError:
             if retryable:
                 raise
+            raise failure(
+                f"{where} was busy while {doing}; retry in a moment"
+            ) from None
+        except neo4j_errors.TransientError:
+            # what the driver's own retry (connect's retry_s) did not get through
             raise failure(
                 f"{where} was busy while {doing}; retry in a moment"
             ) from None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from api.auth import ACCESS, Authenticator, Principal
+from api.bootstrap import bootstrap
 from api.context import Context, Runtime
 from api.schema import schema
 from api.settings import ROLES, Settings, SettingsError, hash_api_key, new_api_key, parse_api_keys
@@ -108,7 +109,7 @@ PROBES = {
 def runtime(embedded_store: GraphStore, tmp_path: Path, trained_models: Path) -> Any:
     shutil.copytree(trained_models, tmp_path / "models")  # rescore and explain need a model
     load_small_graph(embedded_store)
-    rt = Runtime.build(embedded_store, Settings(home=tmp_path))
+    rt = bootstrap(Settings(home=tmp_path), embedded_store)
     yield rt
     rt.close()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from api import services
 from api.auth import Principal
+from api.bootstrap import bootstrap
 from api.context import Context, Runtime
 from api.dataloaders import linked_accounts_many, rings_of_many
 from api.schema import schema
@@ -31,7 +32,7 @@ from tests.api_graph import USERS, load_small_graph
 @pytest.fixture
 def runtime(embedded_store: GraphStore, tmp_path: Path) -> Runtime:
     load_small_graph(embedded_store)
-    rt = Runtime.build(embedded_store, Settings(home=tmp_path / "home"))
+    rt = bootstrap(Settings(home=tmp_path / "home"), embedded_store)
     yield rt
     rt.close()
 
@@ -282,7 +283,7 @@ def test_a_page_of_users_with_linked_accounts_costs_bounded_store_calls(
     counts = {}
     for n in (5, 50):
         store = CountingStore(embedded_store)
-        rt = Runtime.build(store, Settings(home=tmp_path))  # type: ignore[arg-type]
+        rt = bootstrap(Settings(home=tmp_path), store)  # type: ignore[arg-type]
         data, errors = run(rt, PAGE_WITH_LINKS, {"n": n})
         rt.close()
         assert errors == [] and len(data["users"]["edges"]) == n
@@ -446,7 +447,7 @@ def test_flags_are_stored_audited_and_read_back(runtime: Runtime) -> None:
     audit = runtime.actions.read()
     assert audit[0]["action"] == "flagUser" and audit[0]["request_id"] == "req-1"
     # a second runtime (another server process) reads the same file
-    other = Runtime.build(runtime.store, runtime.settings)
+    other = bootstrap(runtime.settings, runtime.store)
     data, _ = run(other, '{ user(id: "u03") { flags { reason by } } }')
     other.close()
     assert data["user"]["flags"] == [{"reason": "shares d1 with two flagged accounts",
@@ -507,33 +508,65 @@ def test_decide_limit_as_of_a_date_for_the_engine_roles_only(runtime: Runtime) -
 
 def test_the_app_loads_the_model_before_it_serves(embedded_store: GraphStore, tmp_path: Path,
                                                   trained_models: Path) -> None:
-    from api import gnn_service
     from api.server import create_app
 
     settings = Settings(home=tmp_path / "warm")
     shutil.copytree(trained_models, settings.models_dir)
-    gnn_service._loaded.pop(settings.models_dir, None)
     app = create_app(embedded_store, settings)
     try:
         # Loaded while the app was built, before any request: the first rescoreUser
         # does not pay for it.
-        version, model = gnn_service._loaded[settings.models_dir]
+        loaded = app.runtime.models.loaded
+        assert loaded is not None
+        version, model = loaded
         assert version.startswith("user-") and model is not None
     finally:
         app.runtime.close()
 
 
 def test_the_app_starts_without_a_model(embedded_store: GraphStore, tmp_path: Path) -> None:
-    from api import gnn_service
     from api.server import create_app
 
     settings = Settings(home=tmp_path / "cold")
     app = create_app(embedded_store, settings)
     try:
-        assert settings.models_dir not in gnn_service._loaded
+        assert app.runtime.models.loaded is None
     finally:
         app.runtime.close()
 
+
+def test_each_runtime_owns_its_limits_service_and_model(embedded_store: GraphStore,
+                                                       tmp_path: Path) -> None:
+    """No cache outlives a runtime: two runtimes over one store build their own limits
+    service (once each), and a newer model replaces the loaded one."""
+    built: list[Settings] = []
+
+    def build(store: GraphStore, settings: Settings) -> Any:
+        built.append(settings)
+        return services.build_limits_service(store, settings)
+
+    versions = iter(["user-1", "user-1", "user-2"])
+    loads: list[str] = []
+
+    def load(_dir: Path, version: str) -> tuple[str, Any]:
+        loads.append(version)
+        return version, object()
+
+    from api.gnn_service import ModelLoader
+
+    settings = Settings(home=tmp_path / "rt")
+    models = ModelLoader(settings.models_dir, latest=lambda _d: next(versions), load=load)
+    one = bootstrap(settings, embedded_store, limits_service=build, model_loader=models)
+    two = bootstrap(settings, embedded_store, limits_service=build)
+    try:
+        assert one.limits.service() is one.limits.service()
+        assert two.limits.service() is not one.limits.service()
+        assert len(built) == 2
+        assert [models.current()[0] for _ in range(3)] == ["user-1", "user-1", "user-2"]
+        assert loads == ["user-1", "user-2"]
+    finally:
+        one.close()
+        two.close()
 
 
 def test_merchant_risk_weighs_payers_scores_by_what_they_paid(runtime: Runtime) -> None:

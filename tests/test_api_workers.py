@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from api import services
+from api.bootstrap import bootstrap
 from api.cli import build_parser
 from api.limits_service import ApplyLocks
 from api.settings import Settings
@@ -37,11 +38,12 @@ def _apply_decisions(home: str, users: list[str], rounds: int, start: multiproce
     """Child process: apply a decision for each user, ``rounds`` times over."""
     store = EmbeddedStore(Path(home) / "graph")
     store.init()
-    settings = Settings(home=Path(home))
+    rt = bootstrap(Settings(home=Path(home)), store)
     start.wait(30)
     for _ in range(rounds):
         for uid in users:
-            services.decide_limit(store, settings, uid, dry_run=False, counterfactuals=False)
+            services.decide_limit(rt.limits, uid, dry_run=False, counterfactuals=False)
+    rt.close()
     store.close()
 
 

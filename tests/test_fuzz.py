@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.auth import Authenticator, Principal
+from api.bootstrap import bootstrap
 from api.context import Context, Runtime
 from api.errors import CODES
 from api.schema import schema
@@ -115,7 +116,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, gnn_world: tuple[Any, ...]
     store = EmbeddedStore(home / "graph")
     store.init()
     load_small_graph(store)
-    rt = Runtime.build(store, Settings(home=home))
+    rt = bootstrap(Settings(home=home), store)
     yield rt
     rt.close()
     store.close()
@@ -360,7 +361,7 @@ def test_injection_strings_are_kept_verbatim_and_change_no_query(store: GraphSto
     after = store.counts()
     assert after["nodes"]["User"] == before["nodes"]["User"] + len(ids)
     assert after["relationships"]["USES"] == before["relationships"]["USES"] + len(ids)
-    rt = Runtime.build(store, Settings(home=tmp_path))
+    rt = bootstrap(Settings(home=tmp_path), store)
     try:
         for uid, text in zip(ids, INJECTIONS):
             data, errors = execute(rt, 'query($id: ID!) { user(id: $id) { id profile '

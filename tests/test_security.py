@@ -16,6 +16,7 @@ from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 
 from api import auth
 from api.auth import ACCESS, Authenticator, Principal
+from api.bootstrap import bootstrap
 from api.cli import build_parser
 from api.context import Context, Runtime
 from api.schema import schema
@@ -157,7 +158,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, gnn_world: tuple[Any, ...]
     store = EmbeddedStore(home / "graph")
     store.init()
     load_small_graph(store)
-    rt = Runtime.build(store, Settings(home=home))
+    rt = bootstrap(Settings(home=home), store)
     yield rt
     rt.close()
     store.close()

@@ -64,8 +64,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import logs
-    from api.bootstrap import api_store_retry_s, open_store
-    from api.server import create_app
+    from api.bootstrap import api_store_retry_s, bootstrap, open_store
+    from api.server import app_for
 
     settings = settings_for(args)
     level = args.log_level or settings.log_level
@@ -80,8 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     common: dict[str, Any] = {"host": args.host, "port": args.port, "log_config": None,
                               "access_log": False, "lifespan": "on", "log_level": level}
     if workers == 1:
-        store = open_store(settings, retry_s=api_store_retry_s(settings))
-        uvicorn.Server(uvicorn.Config(create_app(store, settings, owns_store=True),
+        uvicorn.Server(uvicorn.Config(app_for(bootstrap(settings), owns_store=True),
                                       **common)).run()
         return 0
     # Several processes: uvicorn binds the port once and starts each worker, which builds
