@@ -218,45 +218,82 @@ def run_pass(store: GraphStore, cfg: RingConfig | None = None,
 # -- reading ---------------------------------------------------------------------------
 def read_inputs(store: GraphStore) -> RingInputs:
     """The users and every linking relationship, as arrays: through ``tables`` where the
-    store offers it (one columnar read), else through the row exports."""
+    store offers it (one columnar read), else through the row exports. Ids are matched
+    and numbered in Arrow (hashing, sorting in C), not as Python strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     item_cols = ["src", "dst"]
     requests: list[tuple[str, str, Sequence[str]]] = [("node", "User", ["signup_ts", "fraud_risk"])]
     requests += [("relationship", t, item_cols) for t in SHARED_ITEM_RELS]
     requests += [("relationship", "REFERRED", ["src", "dst"]),
                  ("relationship", "TRANSFERRED", ["src", "dst", "amount", "ts"])]
     if isinstance(store, TableReader):
-        cols = [{n: _np(t.column(n)) for n in t.column_names} for t in store.tables(requests)]
+        cols = [{n: _ids(t.column(n)) for n in t.column_names} for t in store.tables(requests)]
     else:
-        cols = [_export(store, *r) for r in requests]
+        cols = [{k: _ids(pa.array(v.tolist())) for k, v in _export(store, *r).items()}
+                for r in requests]
     users_t = cols[0]
-    users = users_t["id"].astype(object)
-    order = np.argsort(users, kind="stable")
-    users = users[order]
-    signup = users_t["signup_ts"].astype(np.float64)[order]
-    risk = users_t["fraud_risk"].astype(np.float64)[order]
+    order = pc.sort_indices(users_t["id"])
+    sorted_ids = users_t["id"].take(order)
+    users = np.asarray(sorted_ids.to_numpy(zero_copy_only=False), dtype=object)
+    order_np = np.asarray(order)
+    signup = _floats(users_t["signup_ts"])[order_np]
+    risk = _floats(users_t["fraud_risk"])[order_np]
     items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for t, c in zip(SHARED_ITEM_RELS, cols[1:1 + len(SHARED_ITEM_RELS)]):
-        u, ok = _positions(users, c["src"])
-        ids, it = np.unique(c["dst"][ok].astype(str), return_inverse=True)
-        items[t] = (u[ok], it.astype(np.int64), ids)
+        u, ok = _positions(sorted_ids, c["src"])
+        ids, it = _numbered(c["dst"].filter(pa.array(ok)))
+        items[t] = (u[ok], it, ids)
     ref = cols[-2]
-    s, ok1 = _positions(users, ref["src"])
-    d, ok2 = _positions(users, ref["dst"])
+    s, ok1 = _positions(sorted_ids, ref["src"])
+    d, ok2 = _positions(sorted_ids, ref["dst"])
     ok = ok1 & ok2
     tr = cols[-1]
-    ts_, tok1 = _positions(users, tr["src"])
-    td, tok2 = _positions(users, tr["dst"])
+    ts_, tok1 = _positions(sorted_ids, tr["src"])
+    td, tok2 = _positions(sorted_ids, tr["dst"])
     tok = tok1 & tok2
     return RingInputs(
         users=users, signup_ms=signup, fraud_risk=risk, items=items,
         referred=(s[ok], d[ok]),
-        transferred=(ts_[tok], td[tok], np.nan_to_num(tr["amount"].astype(np.float64)[tok]),
-                     tr["ts"].astype(np.float64)[tok]),
+        transferred=(ts_[tok], td[tok], np.nan_to_num(_floats(tr["amount"])[tok]),
+                     _floats(tr["ts"])[tok]),
     )
 
 
-def _np(col: Any) -> np.ndarray:
-    return np.asarray(col.to_numpy(zero_copy_only=False))
+def _ids(col: Any) -> Any:
+    """One contiguous Arrow array; strings as ``large_string`` so that every id column
+    has one type."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_string(arr.type) or pa.types.is_null(arr.type):
+        arr = arr.cast(pa.large_string())
+    return arr
+
+
+def _floats(col: Any) -> np.ndarray:
+    """A number column as float64, null as NaN."""
+    import pyarrow as pa
+
+    if col.type != pa.float64():
+        col = col.cast(pa.float64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _numbered(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``ids`` in sorted order and the number of each value in them
+    (what ``np.unique(..., return_inverse=True)`` gives, computed in Arrow)."""
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(ids)
+    values = enc.dictionary
+    rank_of = np.empty(len(values), dtype=np.int64)
+    order = np.asarray(pc.sort_indices(values))
+    rank_of[order] = np.arange(len(values))
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    uniq = np.asarray(values.take(order).to_numpy(zero_copy_only=False), dtype=object)
+    return uniq, rank_of[codes]
 
 
 def _export(store: GraphStore, kind: str, name: str, props: Sequence[str]) -> dict[str, np.ndarray]:
@@ -274,14 +311,16 @@ def _export(store: GraphStore, kind: str, name: str, props: Sequence[str]) -> di
             for k in want}
 
 
-def _positions(users: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``ids`` in the sorted ``users``, and which of them are users."""
-    ids = np.asarray(ids, dtype=object)
-    if not len(users) or not len(ids):
+def _positions(sorted_ids: Any, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``ids`` in the sorted user ids (both Arrow), and which of them are
+    users."""
+    import pyarrow.compute as pc
+
+    if not len(sorted_ids) or not len(ids):
         return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    pos = np.searchsorted(users, ids)
-    pos = np.minimum(pos, len(users) - 1)
-    return pos.astype(np.int64), users[pos] == ids
+    pos = pc.index_in(ids, value_set=sorted_ids)
+    ok = np.asarray(pos.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(pos.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64), ok
 
 
 # -- evidence --------------------------------------------------------------------------
