@@ -45,7 +45,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from graph.errors import InvalidBatchError
-from graph.model import SHARED_ITEM_RELS
+from graph.model import RING_PROPERTIES, SHARED_ITEM_RELS
 from graph.results import DEFAULT_MAX_ITEM_USERS
 from graph.store import GraphStore
 
@@ -53,6 +53,8 @@ DAY_MS = 86_400_000
 RING_PROPS: tuple[str, ...] = ("ring_id", "ring_kind", "ring_size", "ring_suspicion",
                                "ring_exposure", "ring_why")
 STRONG_KINDS: frozenset[str] = frozenset({"HAS_CARD", "HAS_PHONE", "USES"})
+_STORED_KINDS = {k: ("float" if k in ("ring_size", "ring_suspicion", "ring_exposure")
+                     else "str") for k in RING_PROPERTIES}
 _LABEL = {"HAS_CARD": "bank card", "HAS_PHONE": "phone", "USES": "device",
           "LOGGED_FROM": "IP"}
 
@@ -129,6 +131,8 @@ class RingInputs:
     items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     referred: tuple[np.ndarray, np.ndarray]  # (src, dst)
     transferred: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # src, dst, amount, ts
+    # what the last pass stored (``RingPass.rows`` columns, by position), when read
+    stored: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -179,10 +183,10 @@ class RingPass:
         users = self.users.tolist()
         why = [""] * len(users)
         members = [""] * len(users)
-        first = {x.members[0]: x for x in self.groups}
-        for i, u in enumerate(users):
-            grp = first.get(u)
-            if grp is not None and idx[i] < k:
+        if k:
+            heads = np.searchsorted(self.users, np.array([x.members[0] for x in self.groups],
+                                                         dtype=object))
+            for i, grp in zip(heads.tolist(), self.groups):
                 why[i] = json.dumps(list(grp.why), ensure_ascii=False)
                 members[i] = json.dumps(list(grp.members), ensure_ascii=False)
         return {
@@ -208,11 +212,33 @@ def run_pass(store: GraphStore, cfg: RingConfig | None = None,
     t1 = time.perf_counter()
     result = detect(inp, cfg)
     t2 = time.perf_counter()
-    rows = result.rows()
+    rows = changed_rows(result.rows(), inp.stored)
     for start in range(0, len(rows["id"]), batch_size):
         store.upsert_nodes("User", {k: v[start:start + batch_size] for k, v in rows.items()})
-    result.seconds.update(read=t1 - t0, detect=t2 - t1, write=time.perf_counter() - t2)
+    result.seconds.update(read=t1 - t0, detect=t2 - t1, write=time.perf_counter() - t2,
+                          written=float(len(rows["id"])))
     return result
+
+
+def changed_rows(rows: dict[str, list[Any]], stored: Mapping[str, np.ndarray] | None
+                 ) -> dict[str, list[Any]]:
+    """The ``rows`` whose values differ from what is ``stored`` (every row when nothing
+    was read): a pass that finds what the last one found writes nothing."""
+    n = len(rows["id"])
+    if stored is None or any(k not in stored or len(stored[k]) != n
+                             for k in rows if k != "id"):
+        return rows
+    changed = np.zeros(n, dtype=bool)
+    for k, v in rows.items():
+        if k == "id":
+            continue
+        old = stored[k]
+        new = np.asarray(v, dtype=np.float64 if old.dtype.kind == "f" else object)
+        changed |= np.asarray(new != old, dtype=bool)
+    if changed.all():
+        return rows
+    keep = np.flatnonzero(changed).tolist()
+    return {k: [v[i] for i in keep] for k, v in rows.items()}
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -224,7 +250,8 @@ def read_inputs(store: GraphStore) -> RingInputs:
     import pyarrow.compute as pc
 
     item_cols = ["src", "dst"]
-    requests: list[tuple[str, str, Sequence[str]]] = [("node", "User", ["signup_ts", "fraud_risk"])]
+    requests: list[tuple[str, str, Sequence[str]]] = [
+        ("node", "User", ["signup_ts", "fraud_risk", *RING_PROPERTIES])]
     requests += [("relationship", t, item_cols) for t in SHARED_ITEM_RELS]
     requests += [("relationship", "REFERRED", ["src", "dst"]),
                  ("relationship", "TRANSFERRED", ["src", "dst", "amount", "ts"])]
@@ -240,6 +267,9 @@ def read_inputs(store: GraphStore) -> RingInputs:
     order_np = np.asarray(order)
     signup = _floats(users_t["signup_ts"])[order_np]
     risk = _floats(users_t["fraud_risk"])[order_np]
+    stored = {k: (_floats(users_t[k]) if t == "float" else
+                  np.asarray(users_t[k].to_numpy(zero_copy_only=False), dtype=object))[order_np]
+              for k, t in _STORED_KINDS.items()}
     items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for t, c in zip(SHARED_ITEM_RELS, cols[1:1 + len(SHARED_ITEM_RELS)]):
         u, ok = _positions(sorted_ids, c["src"])
@@ -254,7 +284,7 @@ def read_inputs(store: GraphStore) -> RingInputs:
     td, tok2 = _positions(sorted_ids, tr["dst"])
     tok = tok1 & tok2
     return RingInputs(
-        users=users, signup_ms=signup, fraud_risk=risk, items=items,
+        users=users, signup_ms=signup, fraud_risk=risk, items=items, stored=stored,
         referred=(s[ok], d[ok]),
         transferred=(ts_[tok], td[tok], np.nan_to_num(_floats(tr["amount"])[tok]),
                      _floats(tr["ts"])[tok]),
