@@ -30,8 +30,8 @@ communities, and each user's ring exposure.
    fraud_risk(v))``. It is what limit decisions read (docs/limits.md says why it never
    falls when a fraud link is added).
 
-Everything is numpy over arrays of positions; docs/graph-queries.md gives the measured
-time at 1M users (over the 60 s target: Leiden and the read dominate).
+Everything is numpy over arrays of positions (ids are matched in Arrow);
+docs/graph-queries.md gives the measured time at 1M users (Leiden dominates).
 """
 
 from __future__ import annotations
