@@ -429,7 +429,7 @@ def _holder_pairs(n: int, u: np.ndarray, it: np.ndarray, n_items: int, max_users
     if not len(u):
         return e, e, e
     m = np.int64(max(n, 1))
-    key = np.unique(it * m + u)
+    key = _sorted_unique(it * m + u)
     it2, u2 = key // m, key % m
     holders = np.bincount(it2, minlength=n_items)[it2]
     keep = (holders >= 2) & (holders <= max_users)
@@ -439,6 +439,15 @@ def _holder_pairs(n: int, u: np.ndarray, it: np.ndarray, n_items: int, max_users
     ends = np.searchsorted(it2, it2, side="right")
     which, second = _ranges(np.arange(len(it2)) + 1, ends)
     return u2[which], u2[second], holders[which]  # a < b: holders of an item come sorted
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique(x)`` for integers by a sort (numpy's hashing path for ``np.unique``
+    took 4 of the 7 s of ``pair_evidence`` at 1M users)."""
+    x = np.sort(x)
+    if len(x) > 1:
+        x = x[np.concatenate(([True], x[1:] != x[:-1]))]
+    return x
 
 
 def group_edges(inp: RingInputs, pairs: Pairs, cfg: RingConfig
