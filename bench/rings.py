@@ -163,6 +163,10 @@ def run(work: Path, users: int, seed: int, repeat: int) -> dict[str, Any]:
            "rings_cli_cpu_s": [round(x, 2) for x in cpus],
            "peak_gb": round(max(peaks), 2), **measures}
     out["target_met"] = _met(measures)
+    if users >= 1_000_000:  # the time and memory targets are set at 1M users
+        out["target_met"] = bool(out["target_met"]
+                                 and out["rings_cli_median_s"] <= TARGETS["seconds_1m"]
+                                 and out["peak_gb"] <= TARGETS["peak_gb_1m"])
     return out
 
 
@@ -267,8 +271,6 @@ def main() -> None:
                       f"communities {m['communities']!s:>7} groups {m['groups_s']} s")
     if args.million:
         r = run(args.work, 1_000_000, 23, 1)
-        r["target_met"] = bool(r["rings_cli_median_s"] <= TARGETS["seconds_1m"]
-                               and r["peak_gb"] <= TARGETS["peak_gb_1m"])
         results["million"] = r
         print(f"1M users: riskgraph rings {r['rings_cli_median_s']} s "
               f"(CPU {r['rings_cli_cpu_s'][0]} s), peak {r['peak_gb']} GB, "

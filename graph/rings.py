@@ -30,8 +30,8 @@ communities, and each user's ring exposure.
    fraud_risk(v))``. It is what limit decisions read (docs/limits.md says why it never
    falls when a fraud link is added).
 
-Everything is numpy over arrays of positions; docs/graph-queries.md gives the measured
-time at 1M users (over the 60 s target: Leiden and the read dominate).
+Everything is numpy over arrays of positions (ids are matched in Arrow);
+docs/graph-queries.md gives the measured time at 1M users (Leiden dominates).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from graph.errors import InvalidBatchError
-from graph.model import SHARED_ITEM_RELS
+from graph.model import RING_PROPERTIES, SHARED_ITEM_RELS
 from graph.results import DEFAULT_MAX_ITEM_USERS
 from graph.store import GraphStore
 
@@ -53,6 +53,8 @@ DAY_MS = 86_400_000
 RING_PROPS: tuple[str, ...] = ("ring_id", "ring_kind", "ring_size", "ring_suspicion",
                                "ring_exposure", "ring_why")
 STRONG_KINDS: frozenset[str] = frozenset({"HAS_CARD", "HAS_PHONE", "USES"})
+_STORED_KINDS = {k: ("float" if k in ("ring_size", "ring_suspicion", "ring_exposure")
+                     else "str") for k in RING_PROPERTIES}
 _LABEL = {"HAS_CARD": "bank card", "HAS_PHONE": "phone", "USES": "device",
           "LOGGED_FROM": "IP"}
 
@@ -129,6 +131,8 @@ class RingInputs:
     items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     referred: tuple[np.ndarray, np.ndarray]  # (src, dst)
     transferred: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # src, dst, amount, ts
+    # what the last pass stored (``RingPass.rows`` columns, by position), when read
+    stored: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -179,10 +183,10 @@ class RingPass:
         users = self.users.tolist()
         why = [""] * len(users)
         members = [""] * len(users)
-        first = {x.members[0]: x for x in self.groups}
-        for i, u in enumerate(users):
-            grp = first.get(u)
-            if grp is not None and idx[i] < k:
+        if k:
+            heads = np.searchsorted(self.users, np.array([x.members[0] for x in self.groups],
+                                                         dtype=object))
+            for i, grp in zip(heads.tolist(), self.groups):
                 why[i] = json.dumps(list(grp.why), ensure_ascii=False)
                 members[i] = json.dumps(list(grp.members), ensure_ascii=False)
         return {
@@ -208,55 +212,118 @@ def run_pass(store: GraphStore, cfg: RingConfig | None = None,
     t1 = time.perf_counter()
     result = detect(inp, cfg)
     t2 = time.perf_counter()
-    rows = result.rows()
+    rows = changed_rows(result.rows(), inp.stored)
     for start in range(0, len(rows["id"]), batch_size):
         store.upsert_nodes("User", {k: v[start:start + batch_size] for k, v in rows.items()})
-    result.seconds.update(read=t1 - t0, detect=t2 - t1, write=time.perf_counter() - t2)
+    result.seconds.update(read=t1 - t0, detect=t2 - t1, write=time.perf_counter() - t2,
+                          written=float(len(rows["id"])))
     return result
+
+
+def changed_rows(rows: dict[str, list[Any]], stored: Mapping[str, np.ndarray] | None
+                 ) -> dict[str, list[Any]]:
+    """The ``rows`` whose values differ from what is ``stored`` (every row when nothing
+    was read): a pass that finds what the last one found writes nothing."""
+    n = len(rows["id"])
+    if stored is None or any(k not in stored or len(stored[k]) != n
+                             for k in rows if k != "id"):
+        return rows
+    changed = np.zeros(n, dtype=bool)
+    for k, v in rows.items():
+        if k == "id":
+            continue
+        old = stored[k]
+        new = np.asarray(v, dtype=np.float64 if old.dtype.kind == "f" else object)
+        changed |= np.asarray(new != old, dtype=bool)
+    if changed.all():
+        return rows
+    keep = np.flatnonzero(changed).tolist()
+    return {k: [v[i] for i in keep] for k, v in rows.items()}
 
 
 # -- reading ---------------------------------------------------------------------------
 def read_inputs(store: GraphStore) -> RingInputs:
     """The users and every linking relationship, as arrays: through ``tables`` where the
-    store offers it (one columnar read), else through the row exports."""
+    store offers it (one columnar read), else through the row exports. Ids are matched
+    and numbered in Arrow (hashing, sorting in C), not as Python strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     item_cols = ["src", "dst"]
-    requests: list[tuple[str, str, Sequence[str]]] = [("node", "User", ["signup_ts", "fraud_risk"])]
+    requests: list[tuple[str, str, Sequence[str]]] = [
+        ("node", "User", ["signup_ts", "fraud_risk", *RING_PROPERTIES])]
     requests += [("relationship", t, item_cols) for t in SHARED_ITEM_RELS]
     requests += [("relationship", "REFERRED", ["src", "dst"]),
                  ("relationship", "TRANSFERRED", ["src", "dst", "amount", "ts"])]
     if isinstance(store, TableReader):
-        cols = [{n: _np(t.column(n)) for n in t.column_names} for t in store.tables(requests)]
+        cols = [{n: _ids(t.column(n)) for n in t.column_names} for t in store.tables(requests)]
     else:
-        cols = [_export(store, *r) for r in requests]
+        cols = [{k: _ids(pa.array(v.tolist())) for k, v in _export(store, *r).items()}
+                for r in requests]
     users_t = cols[0]
-    users = users_t["id"].astype(object)
-    order = np.argsort(users, kind="stable")
-    users = users[order]
-    signup = users_t["signup_ts"].astype(np.float64)[order]
-    risk = users_t["fraud_risk"].astype(np.float64)[order]
+    order = pc.sort_indices(users_t["id"])
+    sorted_ids = users_t["id"].take(order)
+    users = np.asarray(sorted_ids.to_numpy(zero_copy_only=False), dtype=object)
+    order_np = np.asarray(order)
+    signup = _floats(users_t["signup_ts"])[order_np]
+    risk = _floats(users_t["fraud_risk"])[order_np]
+    stored = {k: (_floats(users_t[k]) if t == "float" else
+                  np.asarray(users_t[k].to_numpy(zero_copy_only=False), dtype=object))[order_np]
+              for k, t in _STORED_KINDS.items()}
     items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for t, c in zip(SHARED_ITEM_RELS, cols[1:1 + len(SHARED_ITEM_RELS)]):
-        u, ok = _positions(users, c["src"])
-        ids, it = np.unique(c["dst"][ok].astype(str), return_inverse=True)
-        items[t] = (u[ok], it.astype(np.int64), ids)
+        u, ok = _positions(sorted_ids, c["src"])
+        ids, it = _numbered(c["dst"].filter(pa.array(ok)))
+        items[t] = (u[ok], it, ids)
     ref = cols[-2]
-    s, ok1 = _positions(users, ref["src"])
-    d, ok2 = _positions(users, ref["dst"])
+    s, ok1 = _positions(sorted_ids, ref["src"])
+    d, ok2 = _positions(sorted_ids, ref["dst"])
     ok = ok1 & ok2
     tr = cols[-1]
-    ts_, tok1 = _positions(users, tr["src"])
-    td, tok2 = _positions(users, tr["dst"])
+    ts_, tok1 = _positions(sorted_ids, tr["src"])
+    td, tok2 = _positions(sorted_ids, tr["dst"])
     tok = tok1 & tok2
     return RingInputs(
-        users=users, signup_ms=signup, fraud_risk=risk, items=items,
+        users=users, signup_ms=signup, fraud_risk=risk, items=items, stored=stored,
         referred=(s[ok], d[ok]),
-        transferred=(ts_[tok], td[tok], np.nan_to_num(tr["amount"].astype(np.float64)[tok]),
-                     tr["ts"].astype(np.float64)[tok]),
+        transferred=(ts_[tok], td[tok], np.nan_to_num(_floats(tr["amount"])[tok]),
+                     _floats(tr["ts"])[tok]),
     )
 
 
-def _np(col: Any) -> np.ndarray:
-    return np.asarray(col.to_numpy(zero_copy_only=False))
+def _ids(col: Any) -> Any:
+    """One contiguous Arrow array; strings as ``large_string`` so that every id column
+    has one type."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_string(arr.type) or pa.types.is_null(arr.type):
+        arr = arr.cast(pa.large_string())
+    return arr
+
+
+def _floats(col: Any) -> np.ndarray:
+    """A number column as float64, null as NaN."""
+    import pyarrow as pa
+
+    if col.type != pa.float64():
+        col = col.cast(pa.float64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _numbered(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``ids`` in sorted order and the number of each value in them
+    (what ``np.unique(..., return_inverse=True)`` gives, computed in Arrow)."""
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(ids)
+    values = enc.dictionary
+    rank_of = np.empty(len(values), dtype=np.int64)
+    order = np.asarray(pc.sort_indices(values))
+    rank_of[order] = np.arange(len(values))
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    uniq = np.asarray(values.take(order).to_numpy(zero_copy_only=False), dtype=object)
+    return uniq, rank_of[codes]
 
 
 def _export(store: GraphStore, kind: str, name: str, props: Sequence[str]) -> dict[str, np.ndarray]:
@@ -274,14 +341,16 @@ def _export(store: GraphStore, kind: str, name: str, props: Sequence[str]) -> di
             for k in want}
 
 
-def _positions(users: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``ids`` in the sorted ``users``, and which of them are users."""
-    ids = np.asarray(ids, dtype=object)
-    if not len(users) or not len(ids):
+def _positions(sorted_ids: Any, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``ids`` in the sorted user ids (both Arrow), and which of them are
+    users."""
+    import pyarrow.compute as pc
+
+    if not len(sorted_ids) or not len(ids):
         return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    pos = np.searchsorted(users, ids)
-    pos = np.minimum(pos, len(users) - 1)
-    return pos.astype(np.int64), users[pos] == ids
+    pos = pc.index_in(ids, value_set=sorted_ids)
+    ok = np.asarray(pos.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(pos.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64), ok
 
 
 # -- evidence --------------------------------------------------------------------------
@@ -360,7 +429,7 @@ def _holder_pairs(n: int, u: np.ndarray, it: np.ndarray, n_items: int, max_users
     if not len(u):
         return e, e, e
     m = np.int64(max(n, 1))
-    key = np.unique(it * m + u)
+    key = _sorted_unique(it * m + u)
     it2, u2 = key // m, key % m
     holders = np.bincount(it2, minlength=n_items)[it2]
     keep = (holders >= 2) & (holders <= max_users)
@@ -370,6 +439,15 @@ def _holder_pairs(n: int, u: np.ndarray, it: np.ndarray, n_items: int, max_users
     ends = np.searchsorted(it2, it2, side="right")
     which, second = _ranges(np.arange(len(it2)) + 1, ends)
     return u2[which], u2[second], holders[which]  # a < b: holders of an item come sorted
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique(x)`` for integers by a sort (numpy's hashing path for ``np.unique``
+    took 4 of the 7 s of ``pair_evidence`` at 1M users)."""
+    x = np.sort(x)
+    if len(x) > 1:
+        x = x[np.concatenate(([True], x[1:] != x[:-1]))]
+    return x
 
 
 def group_edges(inp: RingInputs, pairs: Pairs, cfg: RingConfig

@@ -83,3 +83,16 @@ def test_one_large_transfer_does_not_merge_two_rings() -> None:
                                cfg)
     assert len(set(groups[:6].tolist())) == 1 and len(set(groups[6:].tolist())) == 1
     assert groups[0] != groups[6] and groups[0] >= 0 and groups[6] >= 0
+
+
+def test_a_pass_writes_only_the_users_whose_ring_values_changed() -> None:
+    rows = {"id": ["a", "b", "c"], "ring_id": ["ring:a", "ring:a", ""],
+            "ring_size": [2, 2, 0], "ring_exposure": [0.5, 0.5, 0.1]}
+    same = {"ring_id": np.array(["ring:a", "ring:a", ""], dtype=object),
+            "ring_size": np.array([2.0, 2.0, 0.0]), "ring_exposure": np.array([0.5, 0.5, 0.1])}
+    assert rings.changed_rows(rows, same)["id"] == []
+    moved = {**same, "ring_exposure": np.array([0.5, 0.4, np.nan]),
+             "ring_id": np.array(["ring:a", "ring:a", None], dtype=object)}
+    assert rings.changed_rows(rows, moved)["id"] == ["b", "c"]
+    assert rings.changed_rows(rows, None) is rows
+    assert rings.changed_rows(rows, {"ring_id": same["ring_id"]}) is rows  # not all read
