@@ -170,18 +170,24 @@ def run(work: Path, users: int, seed: int, repeat: int) -> dict[str, Any]:
     return out
 
 
+def _run_inputs(work: Path, users: int, seed: int) -> tuple[Any, dict[str, Any], set[str]]:
+    """A run's ring-pass inputs read from its store, its manifest and its fraud users."""
+    data, home, _ = _prepare(work, users, seed)
+    store = EmbeddedStore(home / "graph")
+    store.init()
+    try:
+        inp = rings.read_inputs(store)
+    finally:
+        store.close()
+    return inp, json.loads((data / "manifest.json").read_text()), _fraud_users(data)
+
+
 def compare(work: Path, users: int, seed: int) -> dict[str, Any]:
     """The same evidence graph grouped by three implementations."""
     import igraph as ig
     import leidenalg as la
 
-    data, home, _ = _prepare(work, users, seed)
-    store = EmbeddedStore(home / "graph")
-    store.init()
-    inp = rings.read_inputs(store)
-    store.close()
-    manifest = json.loads((data / "manifest.json").read_text())
-    fraud = _fraud_users(data)
+    inp, manifest, fraud = _run_inputs(work, users, seed)
     found: dict[str, Any] = {}
     for name, cfg in (("igraph_leiden_cpm", rings.RingConfig()),
                       ("networkx_louvain_modularity", rings.RingConfig(method="louvain"))):
@@ -218,13 +224,7 @@ ABLATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 def ablate(work: Path, users: int, seed: int) -> dict[str, Any]:
     """The pass in this process with one part changed at a time (``ABLATIONS``), on a
     run's data: what each part of the grouping is worth and how flat the resolution is."""
-    data, home, _ = _prepare(work, users, seed)
-    store = EmbeddedStore(home / "graph")
-    store.init()
-    inp = rings.read_inputs(store)
-    store.close()
-    manifest = json.loads((data / "manifest.json").read_text())
-    fraud = _fraud_users(data)
+    inp, manifest, fraud = _run_inputs(work, users, seed)
     out: dict[str, Any] = {}
     for name, kw in ABLATIONS:
         result = rings.detect(inp, rings.RingConfig(**kw))
